@@ -1,0 +1,16 @@
+"""updlrm: DLRM inference with embedding bags on UPMEM PIM or a fast CPU kernel.
+
+``updlrm.load("model.onnx")`` imports a DLRM exported to ONNX and returns a :class:`Session`.
+"""
+from .errors import CapacityError, InvalidInputError, ModelImportError, UpdlrmError
+from .tables import EmbeddingTable, Pooling
+
+__all__ = [
+    "CapacityError",
+    "EmbeddingTable",
+    "InvalidInputError",
+    "ModelImportError",
+    "Pooling",
+    "UpdlrmError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Everything DPU: libdpu bindings, the DPU emulator, kernels, partitioner, cost model, PIM backend."""
