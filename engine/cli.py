@@ -1,0 +1,150 @@
+"""The ``updlrm`` command: inspect, score and benchmark ONNX DLRMs."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UpdlrmError
+
+
+def _parse_int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _parse_pooling(text: str) -> int | tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    return (int(lo), int(hi)) if hi else int(lo)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .onnx_import import import_model
+
+    model = import_model(args.model, verify=args.verify)
+    print(f"model: {model.path}")
+    print("inputs:")
+    for i in model.inputs:
+        print(f"  {i.name}: {np.dtype(i.dtype).name} {list(i.shape)}")
+    print(f"outputs: {', '.join(model.output_names)}")
+    print(f"embedding bags: {len(model.bags)}")
+    for k, bag in enumerate(model.bags):
+        t, src = bag.table, bag.source
+        feeds = ", ".join(f"{role}={name}{'' if row is None else f'[{row}]'}" for role, name, row in (
+            ("indices", src.indices, src.indices_row), ("offsets", src.offsets, src.offsets_row),
+            ("weights", src.weights, src.weights_row)) if name)
+        print(f"  [{k}] {t.name}: {t.rows:,} x {t.dim} {t.weight.dtype.name}, {t.pooling.value}"
+              f"{', weighted' if t.weighted else ''}{', fixed-size bags' if src.fixed else ''}"
+              f"{', include_last_offset' if src.include_last_offset else ''}; pattern {bag.pattern}; {feeds}")
+    for label, graph in (("dense_pre", model.dense_pre), ("dense_post", model.dense_post)):
+        if graph is None:
+            print(f"{label}: (none)")
+        else:
+            print(f"{label}: {graph.num_nodes} nodes, inputs {list(graph.inputs)} -> outputs {list(graph.outputs)}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .session import load
+
+    with load(args.model, backend=args.backend, threads=args.threads, nonfinite=args.nonfinite) as sess:
+        t = time.perf_counter()
+        out = sess.score(args.data, batch_size=args.batch_size, output=args.output,
+                         progress=None if not args.quiet else False)
+        elapsed = time.perf_counter() - t
+        n = sess.stats().samples
+    print(f"scored {n:,} samples in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} samples/s) -> {out}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .session import load
+    from .synthetic import random_batch
+
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    with load(args.model, backend=args.backend, threads=args.threads) as sess:
+        for pooling in args.pooling:
+            for bs in args.batch_sizes:
+                batch = random_batch(sess.tables, bs, pooling=pooling, skewed=args.skewed, rng=rng)
+                dense = {}
+                for spec in sess.dense_inputs:
+                    shape = [bs] + [d if isinstance(d, int) else 1 for d in list(spec.shape)[1:]]
+                    dense[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+                per_stage: dict[str, list[float]] = {}
+                for rep in range(args.warmup + args.repeats):
+                    before = dict(sess.stats().measured_s)
+                    sess.predict(dense, batch)
+                    if rep >= args.warmup:
+                        for k, v in sess.stats().measured_s.items():
+                            per_stage.setdefault(k, []).append(v - before.get(k, 0.0))
+                med = {k: statistics.median(v) * 1e3 for k, v in per_stage.items()}
+                rows.append({"batch": bs, "pooling": pooling, **{f"{k}_ms": round(v, 4) for k, v in med.items()},
+                             "samples_per_s": round(bs / (med["total"] / 1e3))})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    stages = ["validate", "lookup", "dense_pre", "wait_dense_pre", "dense_post", "total"]
+    print(f"median of {args.repeats} runs (measured on this host), ms per batch")
+    print(f"{'B':>6} {'pool':>7} " + " ".join(f"{s:>14}" for s in stages) + f" {'samples/s':>11}")
+    for r in rows:
+        pool = r["pooling"] if isinstance(r["pooling"], int) else "-".join(map(str, r["pooling"]))
+        print(f"{r['batch']:>6} {pool!s:>7} " + " ".join(f"{r.get(s + '_ms', 0.0):>14.3f}" for s in stages)
+              + f" {r['samples_per_s']:>11,}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``updlrm`` command."""
+    p = argparse.ArgumentParser(prog="updlrm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="show the tables, pooling, patterns and dense graphs found")
+    info.add_argument("model", type=Path)
+    info.add_argument("--verify", action="store_true", help="check every bag against onnxruntime")
+    info.set_defaults(func=cmd_info)
+
+    score = sub.add_parser("score", help="score a file of samples")
+    score.add_argument("model", type=Path)
+    score.add_argument("data", type=Path, help=".npz, folder of .npy, or Criteo .tsv[.gz]")
+    score.add_argument("-o", "--output", type=Path, required=True, help=".npy or text (one score per line)")
+    score.add_argument("--batch-size", type=int, default=4096)
+    score.add_argument("--backend", default="cpu", choices=["cpu", "pim"])
+    score.add_argument("--threads", type=int, default=None)
+    score.add_argument("--nonfinite", default="raise", choices=["raise", "warn", "allow"])
+    score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(func=cmd_score)
+
+    bench = sub.add_parser("bench", help="time synthetic batches, per stage")
+    bench.add_argument("model", type=Path)
+    bench.add_argument("--batch-sizes", type=_parse_int_list, default=[1, 64, 1024, 4096])
+    bench.add_argument("--pooling", type=_parse_pooling, nargs="+", default=[1, (20, 80)],
+                       help="indices per bag: N or LO-HI (several allowed)")
+    bench.add_argument("--skewed", action="store_true", help="power-law row accesses instead of uniform")
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--backend", default="cpu", choices=["cpu", "pim"])
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``updlrm`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UpdlrmError, FileNotFoundError) as e:
+        print(f"updlrm: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

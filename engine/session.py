@@ -1,0 +1,294 @@
+"""The inference session: dense sub-graphs on onnxruntime, embedding bags on a backend."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .backend import BackendStats, EmbeddingBackend
+from .datasets import open_samples
+from .errors import InvalidInputError
+from .progress import Progress
+from .sparse import SparseBatch
+
+log = logging.getLogger(__name__)
+
+NONFINITE_POLICIES = ("raise", "warn", "allow")
+
+
+@dataclass
+class SessionStats:
+    """Measured wall-clock seconds per stage, summed over the batches served, plus the backend's
+    own report (whose ``modelled_s`` entries are estimates, not measurements)."""
+
+    batches: int = 0
+    samples: int = 0
+    measured_s: dict[str, float] = field(default_factory=dict)
+    backend: BackendStats | None = None
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.measured_s[stage] = self.measured_s.get(stage, 0.0) + seconds
+
+
+class _DenseRunner:
+    """One onnxruntime session over a dense sub-graph, fed by name from a pool of values."""
+
+    def __init__(self, graph, options: ort.SessionOptions) -> None:
+        self.inputs = list(graph.inputs)
+        self.outputs = list(graph.outputs)
+        self.session = graph.session(options)
+
+    def __call__(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [name for name in self.inputs if name not in values]
+        if missing:
+            raise InvalidInputError(f"the dense graph needs {missing}, which this call does not "
+                                    "supply (Session.run with the model's own feeds does)")
+        feeds = {name: values[name] for name in self.inputs}
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+
+def make_backend(backend: str | EmbeddingBackend, **options: Any) -> EmbeddingBackend:
+    """Resolve ``"cpu"``, ``"pim"`` or a ready backend object."""
+    if not isinstance(backend, str):
+        return backend
+    if backend == "cpu":
+        from .cpu_backend import CpuBackend
+        return CpuBackend(**options)
+    if backend == "pim":
+        from .pim import PimBackend
+        return PimBackend(**options)
+    raise ValueError(f"unknown backend {backend!r}: use 'cpu', 'pim' or an EmbeddingBackend")
+
+
+class Session:
+    """A loaded DLRM, ready to score. Create it with :func:`updlrm.load`.
+
+    ``run`` is a drop-in for ``onnxruntime.InferenceSession.run`` (the model's own input names
+    and arrays); ``predict`` takes dense features plus a :class:`SparseBatch`; ``score`` streams
+    whole files.
+    """
+
+    def __init__(self, model, backend: EmbeddingBackend, *, threads: int | None = None,
+                 nonfinite: str = "raise", profile: Any | None = None) -> None:
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.model = model
+        self.backend = backend
+        self.nonfinite = nonfinite
+        self.tables = [bag.table for bag in model.bags]
+        sparse_names = set()
+        for bag in model.bags:
+            src = bag.source
+            sparse_names.update(n for n in (src.indices, src.offsets, src.weights) if n)
+        self._dense_inputs = [i for i in model.inputs if i.name not in sparse_names]
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self._pre = _DenseRunner(model.dense_pre, options) if model.dense_pre is not None else None
+        self._post = _DenseRunner(model.dense_post, options) if model.dense_post is not None else None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updlrm-dense")
+        self._stats = SessionStats()
+        backend.load(self.tables, profile=profile)
+
+    # -- introspection -------------------------------------------------------------------
+    def get_inputs(self):
+        """The model's own inputs (name, dtype, shape), as the ONNX file declares them."""
+        return list(self.model.inputs)
+
+    def get_outputs(self) -> list[str]:
+        """Names of the model's outputs."""
+        return list(self.model.output_names)
+
+    @property
+    def dense_inputs(self):
+        """Inputs that feed the dense graphs (everything that is not an index/offset/weight)."""
+        return list(self._dense_inputs)
+
+    # -- scoring -------------------------------------------------------------------------
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run like ``onnxruntime.InferenceSession.run``: feeds keyed by the model's input names."""
+        known = {i.name for i in self.model.inputs}
+        unknown = [k for k in feeds if k not in known]
+        if unknown:
+            raise InvalidInputError(f"unknown input(s) {unknown}; the model takes {sorted(known)}")
+        missing = [i.name for i in self.model.inputs if i.name not in feeds]
+        if missing:
+            raise InvalidInputError(f"missing input(s) {missing}")
+        batch = self.model.batch_from_feeds(feeds) if self.tables else None
+        dense = {i.name: np.asarray(feeds[i.name]) for i in self._dense_inputs}
+        return self._forward(dense, batch, output_names, extra=feeds)
+
+    def predict(self, dense: np.ndarray | Mapping[str, np.ndarray], sparse: SparseBatch | None) -> np.ndarray:
+        """Score one batch: dense features (an array, or a dict for several dense inputs) and
+        its bags. Returns the model's first output."""
+        return self._forward(self._dense_dict(dense), sparse, None)[0]
+
+    def score(self, source, *, batch_size: int = 4096, output: str | Path | None = None,
+              progress: bool | None = None) -> np.ndarray | Path:
+        """Score every sample of ``source`` in batches of ``batch_size``.
+
+        ``source`` is a file (``.npz``, Criteo ``.tsv[.gz]``), a folder of ``.npy`` files, or a
+        ``(dense, SparseBatch)`` pair — see :mod:`updlrm.datasets`. Returns the scores
+        (first model output, flattened) or, with ``output``, writes them there (``.npy``, or
+        one score per line for any other suffix) and returns the path. A progress bar shows on
+        a terminal (``progress`` forces it on or off).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        samples = open_samples(source, dense_inputs=[(i.name, tuple(i.shape)) for i in self._dense_inputs],
+                               tables=self.tables)
+        results: list[np.ndarray] = []
+        sink = None
+        if output is not None:
+            output = Path(output)
+            sink = open(output, "w") if output.suffix != ".npy" else None
+        try:
+            with Progress(samples.num_samples, enabled=progress) as bar:
+                for chunk in samples.chunks(batch_size):
+                    scores = self.predict(chunk.dense, chunk.sparse).reshape(chunk.size, -1)
+                    if sink is not None:
+                        np.savetxt(sink, scores, fmt="%.8g", delimiter="\t")
+                    else:
+                        results.append(scores)
+                    bar.update(chunk.size)
+        finally:
+            if sink is not None:
+                sink.close()
+        if output is not None and sink is None:
+            np.save(output, np.concatenate(results) if results else np.empty((0, 1), np.float32))
+        if output is not None:
+            return output
+        return np.concatenate(results).reshape(-1) if results else np.empty(0, np.float32)
+
+    def stats(self) -> SessionStats:
+        """Measured per-stage seconds since load, and the backend's report."""
+        self._stats.backend = self.backend.stats()
+        return self._stats
+
+    def close(self) -> None:
+        """Stop the dense worker thread."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _dense_dict(self, dense) -> dict[str, np.ndarray]:
+        names = [i.name for i in self._dense_inputs]
+        if isinstance(dense, Mapping):
+            missing = [n for n in names if n not in dense]
+            if missing:
+                raise InvalidInputError(f"missing dense input(s) {missing}")
+            return {n: np.asarray(dense[n]) for n in names}
+        if len(names) != 1:
+            raise InvalidInputError(f"the model has dense inputs {names}: pass a dict of arrays")
+        return {names[0]: np.asarray(dense)}
+
+    def _check_dense(self, dense: Mapping[str, np.ndarray], batch_size: int) -> None:
+        for spec in self._dense_inputs:
+            arr = dense[spec.name]
+            if arr.dtype != spec.dtype:
+                raise InvalidInputError(f"dense input {spec.name!r}: dtype {arr.dtype}, the model "
+                                        f"takes {spec.dtype}")
+            if arr.ndim != len(spec.shape):
+                raise InvalidInputError(f"dense input {spec.name!r}: {arr.ndim}-D array, the model "
+                                        f"takes shape {tuple(spec.shape)}")
+            for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
+                if isinstance(want, int) and got != want:
+                    raise InvalidInputError(f"dense input {spec.name!r}: size {got} on axis {axis}, "
+                                            f"the model takes {want}")
+            if arr.ndim and arr.shape[0] != batch_size:
+                raise InvalidInputError(f"dense input {spec.name!r} has {arr.shape[0]} samples but "
+                                        f"the bags describe {batch_size}")
+            if self.nonfinite != "allow" and np.issubdtype(arr.dtype, np.floating):
+                bad = ~np.isfinite(arr)
+                if bad.any():
+                    where = tuple(int(i) for i in np.argwhere(bad)[0])
+                    msg = (f"dense input {spec.name!r}: {int(bad.sum())} non-finite value(s), first "
+                           f"{arr[where]} at sample {where[0]}, position {where[1:]}")
+                    if self.nonfinite == "raise":
+                        raise InvalidInputError(msg + " (load(..., nonfinite='warn'|'allow') to accept)")
+                    log.warning(msg)
+
+    def _batch_size(self, dense: Mapping[str, np.ndarray], batch: SparseBatch | None) -> int:
+        if self.tables:
+            if batch is None:
+                raise InvalidInputError(f"the model has {len(self.tables)} embedding tables: "
+                                        "pass a SparseBatch")
+            batch.validate(self.tables)
+            return batch.batch_size
+        sizes = {a.shape[0] for a in dense.values() if a.ndim}
+        if len(sizes) != 1:
+            raise InvalidInputError(f"dense inputs disagree on the number of samples: {sorted(sizes)}")
+        return sizes.pop()
+
+    def _forward(self, dense: dict[str, np.ndarray], batch: SparseBatch | None,
+                 output_names: Sequence[str] | None,
+                 extra: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        batch_size = self._batch_size(dense, batch)
+        self._check_dense(dense, batch_size)
+        values: dict[str, np.ndarray] = dict(extra or {})
+        values.update(dense)
+        t1 = time.perf_counter()
+        # The bottom MLP runs on a worker thread while this thread pools the bags;
+        # onnxruntime releases the GIL and so does the CPU kernel.
+        pre = self._pool.submit(self._timed_pre, dict(values)) if self._pre is not None else None
+        pooled = self.backend.lookup(batch) if self.tables else []
+        t2 = time.perf_counter()
+        values.update((bag.output, out) for bag, out in zip(self.model.bags, pooled))
+        if pre is not None:
+            pre_out, pre_s = pre.result()
+            values.update(pre_out)
+            self._stats.add("dense_pre", pre_s)
+        t3 = time.perf_counter()
+        if self._post is not None:
+            values.update(self._post(values))
+        t4 = time.perf_counter()
+        st = self._stats
+        st.add("validate", t1 - t0)
+        st.add("lookup", t2 - t1)
+        st.add("wait_dense_pre", t3 - t2)
+        st.add("dense_post", t4 - t3)
+        st.add("total", t4 - t0)
+        st.batches += 1
+        st.samples += batch_size
+        names = self.model.output_names if output_names is None else output_names
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise InvalidInputError(f"unknown output(s) {missing}; the model has {self.model.output_names}")
+        return [values[n] for n in names]
+
+    def _timed_pre(self, dense: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        t = time.perf_counter()
+        out = self._pre(dense)
+        return out, time.perf_counter() - t
+
+
+def load(path: str | Path, backend: str | EmbeddingBackend = "cpu", *, verify: bool = False,
+         threads: int | None = None, nonfinite: str = "raise", profile: Any | None = None,
+         **backend_options: Any) -> Session:
+    """Import an ONNX DLRM and return a :class:`Session`.
+
+    ``backend`` is ``"cpu"`` (default), ``"pim"`` or an :class:`EmbeddingBackend` object;
+    extra keyword arguments go to the backend. ``verify`` checks every recognised embedding bag
+    against onnxruntime on random inputs at load time. ``nonfinite`` says what NaN/inf in dense
+    features do: ``"raise"`` (default), ``"warn"`` or ``"allow"``. ``threads`` caps the
+    onnxruntime intra-op threads (and the CPU backend's threads unless given separately).
+    """
+    from .onnx_import import import_model
+
+    model = import_model(path, verify=verify)
+    if isinstance(backend, str) and backend == "cpu" and threads is not None:
+        backend_options.setdefault("threads", threads)
+    return Session(model, make_backend(backend, **backend_options), threads=threads,
+                   nonfinite=nonfinite, profile=profile)
