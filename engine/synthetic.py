@@ -8,6 +8,13 @@ import numpy as np
 from .sparse import SparseBatch
 from .tables import EmbeddingTable
 
+# Rows of the 26 categorical features of the Criteo Kaggle (Display Advertising Challenge) data,
+# as counted by the DLRM reference reader (facebookresearch/dlrm, day-split preprocessing).
+CRITEO_KAGGLE_CARDINALITIES = (
+    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
+    5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
+)
+
 # With u ~ U(0, 1), rows = floor(N * u**SKEW_EXPONENT) sends ~50% of accesses to the hottest 1% of
 # rows (0.01 ** (1 / 6.64) ~= 0.5); reference/baselines.md §A.1 measured 50.8%.
 SKEW_EXPONENT = 6.64
