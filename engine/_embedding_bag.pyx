@@ -1,0 +1,229 @@
+"""Cython driver of the C embedding-bag kernel, plus the vectorised checks validation needs.
+
+``pool`` pools the bags of many tables in one call: it splits the batch into
+(table, bag range) work items and runs them on an OpenMP team (or serially when the batch is
+too small for the team to pay off). Callers pass arrays that ``updlrm.embedding_bag`` has
+already shaped; this module re-checks only what would make the C code read or write out of
+bounds, except index ranges, which ``SparseBatch.validate`` checks (``first_out_of_range``).
+"""
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+# C contract of the kernel (engine/kernels/embedding_bag.h).
+cdef extern from "embedding_bag.h" nogil:
+    enum:
+        EBAG_SUM
+        EBAG_MEAN
+        EBAG_MAX
+
+    ctypedef struct ebag_table:
+        const void *weight               # [rows, dim] float32 or float16
+        const void *indices              # [nnz] int32 or int64
+        const void *offsets              # [B + 1], same type as indices
+        const float *per_sample_weights  # [nnz] or NULL
+        float *out                       # [B, dim]
+        int64_t dim
+        int32_t weight_is_f16
+        int32_t index_is_i64
+        int32_t mode
+
+    void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end) noexcept
+    int ebag_uses_avx2() noexcept
+    void ebag_set_prefetch_distance(int rows) noexcept
+    int ebag_prefetch_distance() noexcept
+
+
+cnp.import_array()
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+# Work items aim at this many lookups: big enough to amortise scheduling, small enough that the
+# two threads stay balanced when one of them is descheduled on a shared VM.
+cdef int64_t ITEM_LOOKUPS = 4096
+cdef Py_ssize_t CHECK_BLOCK = 1024
+
+
+def uses_avx2():
+    """Whether the AVX2/FMA/F16C code path is active on this CPU."""
+    return bool(ebag_uses_avx2())
+
+
+def set_prefetch_distance(int rows):
+    """Set how many indices ahead rows are prefetched (< 1 disables prefetch)."""
+    ebag_set_prefetch_distance(rows)
+
+
+def prefetch_distance():
+    """How many indices ahead rows are prefetched."""
+    return ebag_prefetch_distance()
+
+
+cdef inline cnp.ndarray _array(object a, str what, Py_ssize_t t):
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"table #{t}: {what} must be a numpy array")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise ValueError(f"table #{t}: {what} must be C-contiguous")
+    return <cnp.ndarray>a
+
+
+cdef int _fill_table(ebag_table *tab, Py_ssize_t t, object weight, object indices, object offsets,
+                     object psw, int mode, object out) except -1:
+    cdef cnp.ndarray w = _array(weight, "weight", t)
+    cdef cnp.ndarray idx = _array(indices, "indices", t)
+    cdef cnp.ndarray off = _array(offsets, "offsets", t)
+    cdef cnp.ndarray o = _array(out, "out", t)
+    cdef cnp.ndarray sw
+    cdef int wtype = cnp.PyArray_TYPE(w), itype = cnp.PyArray_TYPE(idx)
+    if w.ndim != 2 or wtype not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT16):
+        raise TypeError(f"table #{t}: weight must be a 2-D float32/float16 array")
+    if idx.ndim != 1 or itype not in (cnp.NPY_INT32, cnp.NPY_INT64):
+        raise TypeError(f"table #{t}: indices must be a 1-D int32/int64 array")
+    if off.ndim != 1 or cnp.PyArray_TYPE(off) != itype or off.shape[0] < 1:
+        raise TypeError(f"table #{t}: offsets must be a non-empty 1-D array of the indices' dtype")
+    cdef Py_ssize_t n_bags = off.shape[0] - 1
+    if (o.ndim != 2 or cnp.PyArray_TYPE(o) != cnp.NPY_FLOAT32 or o.shape[0] != n_bags
+            or o.shape[1] != w.shape[1] or not cnp.PyArray_ISWRITEABLE(o)):
+        raise ValueError(f"table #{t}: out must be a writeable float32 [{n_bags}, {w.shape[1]}] array")
+    if mode not in (EBAG_SUM, EBAG_MEAN, EBAG_MAX):
+        raise ValueError(f"table #{t}: unknown pooling mode {mode}")
+    tab.per_sample_weights = NULL
+    if psw is not None:
+        sw = _array(psw, "per-sample weights", t)
+        if sw.ndim != 1 or cnp.PyArray_TYPE(sw) != cnp.NPY_FLOAT32 or sw.shape[0] != idx.shape[0]:
+            raise ValueError(f"table #{t}: per-sample weights must be float32 with one entry per index")
+        tab.per_sample_weights = <const float *>cnp.PyArray_DATA(sw)
+    tab.weight = cnp.PyArray_DATA(w)
+    tab.indices = cnp.PyArray_DATA(idx)
+    tab.offsets = cnp.PyArray_DATA(off)
+    tab.out = <float *>cnp.PyArray_DATA(o)
+    tab.dim = w.shape[1]
+    tab.weight_is_f16 = wtype == cnp.NPY_FLOAT16
+    tab.index_is_i64 = itype == cnp.NPY_INT64
+    tab.mode = mode
+    return 0
+
+
+cdef inline int64_t _last_offset(const ebag_table *tab, Py_ssize_t n_bags) noexcept:
+    if tab.index_is_i64:
+        return (<const int64_t *>tab.offsets)[n_bags]
+    return (<const int32_t *>tab.offsets)[n_bags]
+
+
+def pool(list weights, list indices, list offsets, list per_sample_weights,
+         const int32_t[::1] modes, list outs, int threads, int64_t serial_below):
+    """Pool every table's bags into ``outs[t]`` (float32 ``[B, dim_t]``).
+
+    ``threads`` OpenMP threads share (table, bag range) work items; batches with fewer than
+    ``serial_below`` lookups in all run on the calling thread. Returns the number of lookups.
+    The GIL is released while pooling.
+    """
+    cdef Py_ssize_t n_tables = len(weights), t, i, n_items = 0, k
+    if not (len(indices) == len(offsets) == len(per_sample_weights) == len(outs)
+            == modes.shape[0] == n_tables):
+        raise ValueError("pool: every argument needs one entry per table")
+    if n_tables == 0:
+        return 0
+    cdef Py_ssize_t n_bags = len(offsets[0]) - 1
+    cdef int64_t total = 0, lookups, n_chunks, per_chunk, min_chunks
+    cdef ebag_table *tabs = <ebag_table *>malloc(n_tables * sizeof(ebag_table))
+    cdef int64_t *item_table = NULL
+    cdef int64_t *item_begin = NULL
+    cdef int64_t *item_end = NULL
+    if tabs == NULL:
+        raise MemoryError()
+    try:
+        for t in range(n_tables):
+            _fill_table(&tabs[t], t, weights[t], indices[t], offsets[t], per_sample_weights[t],
+                        modes[t], outs[t])
+            if len(offsets[t]) - 1 != n_bags:
+                raise ValueError(f"table #{t}: {len(offsets[t]) - 1} bags, table #0 has {n_bags}")
+            total += _last_offset(&tabs[t], n_bags)
+        if n_bags == 0:
+            return 0
+        # Each table gets at least enough chunks for 2 items per thread overall, so that even
+        # one or two large tables keep every thread busy.
+        min_chunks = (2 * threads + n_tables - 1) // n_tables
+        item_table = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
+        item_begin = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
+        item_end = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
+        if item_table == NULL or item_begin == NULL or item_end == NULL:
+            raise MemoryError()
+        for t in range(n_tables):
+            lookups = _last_offset(&tabs[t], n_bags)
+            n_chunks = max(min_chunks, (lookups + ITEM_LOOKUPS - 1) // ITEM_LOOKUPS)
+            n_chunks = min(n_chunks, n_bags)
+            per_chunk = (n_bags + n_chunks - 1) // n_chunks
+            k = 0
+            while k < n_bags:
+                item_table[n_items] = t
+                item_begin[n_items] = k
+                item_end[n_items] = min(k + per_chunk, n_bags)
+                n_items += 1
+                k += per_chunk
+        with nogil:
+            if threads <= 1 or total < serial_below:
+                for i in range(n_items):
+                    ebag_pool(&tabs[item_table[i]], item_begin[i], item_end[i])
+            else:
+                for i in prange(n_items, num_threads=threads, schedule="dynamic"):
+                    ebag_pool(&tabs[item_table[i]], item_begin[i], item_end[i])
+        return total
+    finally:
+        free(tabs)
+        free(item_table)
+        free(item_begin)
+        free(item_end)
+
+
+cdef Py_ssize_t _first_out_of_range(const index_t[::1] indices, uint64_t limit) noexcept nogil:
+    cdef Py_ssize_t n = indices.shape[0], start = 0, stop, j
+    cdef bint bad
+    while start < n:
+        stop = min(start + CHECK_BLOCK, n)
+        bad = False
+        # A negative index wraps to a huge unsigned value, so one compare covers both ends;
+        # the branch-free OR over a block lets gcc vectorise it.
+        for j in range(start, stop):
+            bad |= <uint64_t><int64_t>indices[j] >= limit
+        if bad:
+            for j in range(start, stop):
+                if <uint64_t><int64_t>indices[j] >= limit:
+                    return j
+        start = stop
+    return -1
+
+
+cdef Py_ssize_t _first_decrease(const index_t[::1] offsets) noexcept nogil:
+    cdef Py_ssize_t n = offsets.shape[0], start = 0, stop, j
+    cdef bint bad
+    while start + 1 < n:
+        stop = min(start + CHECK_BLOCK, n - 1)
+        bad = False
+        for j in range(start, stop):
+            bad |= offsets[j] > offsets[j + 1]
+        if bad:
+            for j in range(start, stop):
+                if offsets[j] > offsets[j + 1]:
+                    return j
+        start = stop
+    return -1
+
+
+def first_out_of_range(const index_t[::1] indices, int64_t rows):
+    """Position of the first index outside ``[0, rows)``, or -1 if all are inside."""
+    cdef Py_ssize_t pos
+    with nogil:
+        pos = _first_out_of_range(indices, <uint64_t>rows)
+    return pos
+
+
+def first_decrease(const index_t[::1] offsets):
+    """First position ``p`` with ``offsets[p] > offsets[p + 1]``, or -1 if non-decreasing."""
+    cdef Py_ssize_t pos
+    with nogil:
+        pos = _first_decrease(offsets)
+    return pos

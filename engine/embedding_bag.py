@@ -1,0 +1,89 @@
+"""Embedding-bag pooling on the CPU: the Python face of the Cython/C kernel.
+
+:func:`embedding_bags` pools every table of a :class:`~updlrm.sparse.SparseBatch` in one call
+(one OpenMP team over all tables, FBGEMM-TBE style); :func:`embedding_bag` is the single-table
+convenience with ``torch.nn.functional.embedding_bag``'s argument order. Semantics match
+PyTorch: sum, mean or max over each bag, computed in float32 (float16 tables are widened),
+per-sample weights multiply rows before pooling, and an empty bag gives zeros in every mode.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _embedding_bag as _kernel
+from .sparse import SparseBatch
+from .tables import EmbeddingTable, Pooling
+
+#: Pooling mode numbers shared with the C kernel (``enum ebag_mode`` in kernels/embedding_bag.h).
+MODES = {Pooling.SUM: 0, Pooling.MEAN: 1, Pooling.MAX: 2}
+
+#: Batches with fewer lookups (all tables together) run on the calling thread: below this,
+#: waking the OpenMP team costs more than the second core saves
+#: (measured with benchmarks/bench_kernel.py --serial-threshold on the 2-vCPU dev VM).
+SERIAL_BELOW_LOOKUPS = 16384
+
+
+def default_threads() -> int:
+    """Threads the kernel uses by default: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def allocate_outputs(batch_size: int, dims: Sequence[int]) -> list[np.ndarray]:
+    """One C-contiguous float32 ``[batch_size, dim]`` array per table, views into one buffer."""
+    buffer = np.empty(batch_size * int(sum(dims)), dtype=np.float32)
+    outs, start = [], 0
+    for dim in dims:
+        outs.append(buffer[start:start + batch_size * dim].reshape(batch_size, dim))
+        start += batch_size * dim
+    return outs
+
+
+def embedding_bags(
+    tables: Sequence[EmbeddingTable],
+    batch: SparseBatch,
+    out: list[np.ndarray] | None = None,
+    threads: int | None = None,
+) -> list[np.ndarray]:
+    """Pool every table's bags of ``batch``; one float32 ``[B, dim_t]`` array per table.
+
+    ``batch`` is validated against ``tables`` unless it already was (``SparseBatch.validate``).
+    ``out`` may supply the output arrays (e.g. from :func:`allocate_outputs`) to reuse them.
+    ``threads`` defaults to :func:`default_threads`.
+    """
+    if not batch.is_validated_for(tables):
+        batch.validate(tables)
+    if out is None:
+        out = allocate_outputs(batch.batch_size, [t.dim for t in tables])
+    modes = np.fromiter((MODES[t.pooling] for t in tables), dtype=np.int32, count=len(tables))
+    _kernel.pool(
+        [t.weight for t in tables],
+        list(batch.indices),
+        list(batch.offsets),
+        list(batch.weights),
+        modes,
+        out,
+        default_threads() if threads is None else int(threads),
+        SERIAL_BELOW_LOOKUPS,
+    )
+    return out
+
+
+def embedding_bag(
+    weight: np.ndarray,
+    indices: Any,
+    offsets: Any,
+    weights: Any | None = None,
+    mode: str | Pooling = "sum",
+    include_last_offset: bool = False,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Pool one table: ``weight[rows, dim]`` (float32/float16) over bags given as flat
+    ``indices`` plus ``offsets`` (EmbeddingBag convention). Returns float32 ``[B, dim]``."""
+    table = EmbeddingTable("weight", np.asarray(weight), pooling=Pooling(mode), weighted=weights is not None)
+    batch = SparseBatch.from_jagged(
+        [indices], [offsets], None if weights is None else [weights], include_last_offset=include_last_offset
+    )
+    return embedding_bags([table], batch, threads=threads)[0]

@@ -1,0 +1,205 @@
+/* CPU embedding-bag kernel (see embedding_bag.h).
+ *
+ * Random row gathers on the target machines are bound by memory latency, so the loop keeps
+ * misses in flight by prefetching the rows of upcoming indices, and the per-row arithmetic is
+ * written as plain loops that gcc vectorises. Every (weight, index) type pair is compiled twice
+ * from pool_bags.inc: once for AVX2+FMA+F16C and once for the baseline ISA, chosen at run time,
+ * so the build needs no -march flag.
+ */
+#include "embedding_bag.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define EBAG_X86 1
+#include <immintrin.h>
+#else
+#define EBAG_X86 0
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+static int prefetch_distance = 16;
+
+void ebag_set_prefetch_distance(int rows) { prefetch_distance = rows; }
+int ebag_prefetch_distance(void) { return prefetch_distance; }
+
+INLINE void prefetch_row(const void *row, int64_t bytes)
+{
+    /* Cover every cache line the row touches, also when it does not start on a line. */
+    const char *line = (const char *)((uintptr_t)row & ~(uintptr_t)63);
+    const char *end = (const char *)row + bytes;
+    for (; line < end; line += 64)
+        __builtin_prefetch(line, 0, 0);
+}
+
+enum row_op { OP_SET, OP_ADD, OP_MAX };
+
+/* acc = w*src, acc += w*src or acc = max(acc, w*src) over n floats. */
+INLINE void row_apply_f32(enum row_op op, float *restrict acc, const float *restrict src,
+                          float w, int64_t n)
+{
+    switch (op) {
+    case OP_SET:
+        for (int64_t j = 0; j < n; ++j) acc[j] = w * src[j];
+        break;
+    case OP_ADD:
+        for (int64_t j = 0; j < n; ++j) acc[j] += w * src[j];
+        break;
+    case OP_MAX:
+        for (int64_t j = 0; j < n; ++j) {
+            const float v = w * src[j];
+            acc[j] = acc[j] > v ? acc[j] : v;
+        }
+        break;
+    }
+}
+
+/* Half rows are converted in chunks into a small buffer (stays in L1), then pooled as floats. */
+#define HALF_CHUNK 64
+
+static inline float half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (mant << 13); /* inf / nan */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    } else {
+        const float f = (float)mant * 5.9604644775390625e-8f; /* subnormal: mant * 2^-24 */
+        return sign ? -f : f;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+INLINE void row_apply_f16_portable(enum row_op op, float *restrict acc,
+                                   const uint16_t *restrict src, float w, int64_t n)
+{
+    float buf[HALF_CHUNK];
+    for (int64_t c = 0; c < n; c += HALF_CHUNK) {
+        const int64_t len = n - c < HALF_CHUNK ? n - c : HALF_CHUNK;
+        for (int64_t j = 0; j < len; ++j) buf[j] = half_to_float(src[c + j]);
+        row_apply_f32(op, acc + c, buf, w, len);
+    }
+}
+
+#define WEIGHT_T float
+#define ROW_APPLY row_apply_f32
+#define TARGET
+#define INDEX_T int32_t
+#define FN pool_f32_i32_portable
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f32_i64_portable
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef ROW_APPLY
+
+#define WEIGHT_T uint16_t
+#define ROW_APPLY row_apply_f16_portable
+#define INDEX_T int32_t
+#define FN pool_f16_i32_portable
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f16_i64_portable
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef ROW_APPLY
+#undef TARGET
+
+typedef void (*pool_fn)(const ebag_table *, int64_t, int64_t);
+
+/* Indexed by weight_is_f16 * 2 + index_is_i64. */
+static const pool_fn portable_fns[4] = {
+    pool_f32_i32_portable, pool_f32_i64_portable, pool_f16_i32_portable, pool_f16_i64_portable,
+};
+
+#if EBAG_X86
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+AVX2_TARGET INLINE void row_apply_f16_avx2(enum row_op op, float *restrict acc,
+                                           const uint16_t *restrict src, float w, int64_t n)
+{
+    float buf[HALF_CHUNK];
+    for (int64_t c = 0; c < n; c += HALF_CHUNK) {
+        const int64_t len = n - c < HALF_CHUNK ? n - c : HALF_CHUNK;
+        int64_t j = 0;
+        for (; j + 8 <= len; j += 8)
+            _mm256_storeu_ps(buf + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c + j))));
+        for (; j < len; ++j)
+            buf[j] = _cvtsh_ss(src[c + j]);
+        row_apply_f32(op, acc + c, buf, w, len);
+    }
+}
+
+#define TARGET AVX2_TARGET
+#define WEIGHT_T float
+#define ROW_APPLY row_apply_f32
+#define INDEX_T int32_t
+#define FN pool_f32_i32_avx2
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f32_i64_avx2
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef ROW_APPLY
+
+#define WEIGHT_T uint16_t
+#define ROW_APPLY row_apply_f16_avx2
+#define INDEX_T int32_t
+#define FN pool_f16_i32_avx2
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f16_i64_avx2
+#include "pool_bags.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef ROW_APPLY
+#undef TARGET
+
+static const pool_fn avx2_fns[4] = {
+    pool_f32_i32_avx2, pool_f32_i64_avx2, pool_f16_i32_avx2, pool_f16_i64_avx2,
+};
+
+static int detect_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && __builtin_cpu_supports("f16c");
+}
+#else
+static const pool_fn *const avx2_fns = portable_fns;
+static int detect_avx2(void) { return 0; }
+#endif
+
+/* Decided once at load time, before any thread can call ebag_pool. */
+static int use_avx2;
+__attribute__((constructor)) static void ebag_init(void) { use_avx2 = detect_avx2(); }
+
+int ebag_uses_avx2(void) { return use_avx2; }
+
+void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end)
+{
+    const int k = (t->weight_is_f16 ? 2 : 0) + (t->index_is_i64 ? 1 : 0);
+    (use_avx2 ? avx2_fns : portable_fns)[k](t, bag_begin, bag_end);
+}

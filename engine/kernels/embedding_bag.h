@@ -1,0 +1,38 @@
+/* Batched embedding-bag pooling on the CPU: the contract between the C kernel and Cython.
+ *
+ * One ebag_table describes one table's share of a batch. ebag_pool() pools bags
+ * [bag_begin, bag_end) of it; callers split a batch into (table, bag range) work items and may
+ * run them on different threads (the items write disjoint output rows).
+ */
+#ifndef UPDLRM_EMBEDDING_BAG_H
+#define UPDLRM_EMBEDDING_BAG_H
+
+#include <stdint.h>
+
+/* Same numbering as updlrm.embedding_bag.MODES. */
+enum ebag_mode { EBAG_SUM = 0, EBAG_MEAN = 1, EBAG_MAX = 2 };
+
+typedef struct {
+    const void *weight;              /* [rows, dim] float32, or float16 when weight_is_f16 */
+    const void *indices;             /* [nnz] int32, or int64 when index_is_i64 */
+    const void *offsets;             /* [B + 1], same type as indices; validated by the caller */
+    const float *per_sample_weights; /* [nnz] or NULL */
+    float *out;                      /* [B, dim] row-major */
+    int64_t dim;
+    int32_t weight_is_f16;
+    int32_t index_is_i64;
+    int32_t mode;                    /* enum ebag_mode */
+} ebag_table;
+
+/* Pool bags [bag_begin, bag_end) of one table into t->out. Empty bags give 0 in every mode.
+ * Weighted bags pool w * row (sum, mean = sum / count, max). Thread-safe for disjoint ranges. */
+void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end);
+
+/* 1 when the AVX2 + FMA + F16C code path is in use, else 0 (portable C path). */
+int ebag_uses_avx2(void);
+
+/* How many rows ahead of the current one are prefetched (default 16); values < 1 disable it. */
+void ebag_set_prefetch_distance(int rows);
+int ebag_prefetch_distance(void);
+
+#endif
