@@ -31,6 +31,7 @@ cdef extern from "embedding_bag.h" nogil:
 
     void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end) noexcept
     int ebag_uses_avx2() noexcept
+    int ebag_select_avx2(int want) noexcept
     void ebag_set_prefetch_distance(int rows) noexcept
     int ebag_prefetch_distance() noexcept
 
@@ -50,6 +51,14 @@ cdef Py_ssize_t CHECK_BLOCK = 1024
 def uses_avx2():
     """Whether the AVX2/FMA/F16C code path is active on this CPU."""
     return bool(ebag_uses_avx2())
+
+
+def select_avx2(bint want):
+    """Use the AVX2 path when ``want`` and the CPU supports it, else the portable C path.
+
+    Returns whether the AVX2 path is now active. Meant for tests; do not call while pooling.
+    """
+    return bool(ebag_select_avx2(want))
 
 
 def set_prefetch_distance(int rows):

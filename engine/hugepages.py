@@ -35,7 +35,7 @@ AUTO_MIN_HUGE_SHARE = 0.5
 HugePagesPolicy = Union[bool, Literal["auto"]]
 
 _THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
-_VMA = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)")
+_VMA = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$")
 
 
 def thp_mode() -> str:
@@ -58,24 +58,41 @@ class Residency:
 
 
 def residency(arr: np.ndarray) -> Residency:
-    """Sum the mappings that overlap ``arr``'s bytes (whole mappings, not just the overlap)."""
+    """Estimate how ``arr``'s bytes are mapped, from the mappings (VMAs) that overlap them.
+
+    smaps counts per mapping. For each overlapping mapping, ``arr`` is credited with
+    ``min(mapping's resident bytes, overlap)`` resident bytes, of which the mapping's huge-page
+    share is huge: exact for arrays with mappings of their own (large NumPy arrays, memmaps,
+    huge-page copies), an estimate for arrays inside a shared mapping such as the heap.
+    """
     lo = arr.__array_interface__["data"][0]
     hi = lo + arr.nbytes
-    file_backed, rss, huge, inside = False, 0, 0, False
+    file_backed, resident, huge = False, 0.0, 0.0
+
+    def credit(overlap: int, counts: dict[str, int]) -> None:
+        nonlocal resident, huge
+        rss = counts.get("Rss", 0)
+        if rss:
+            part = min(rss, overlap)
+            resident += part
+            huge += part * (counts.get("AnonHugePages", 0) + counts.get("FilePmdMapped", 0)) / rss
+
+    overlap, counts = 0, {}
     with open("/proc/self/smaps") as f:
         for line in f:
             vma = _VMA.match(line)
             if vma:
+                credit(overlap, counts)
                 start, end = int(vma.group(1), 16), int(vma.group(2), 16)
-                inside = start < hi and end > lo
-                file_backed |= inside and vma.group(3) != "0"
-            elif inside:
+                overlap, counts = max(0, min(hi, end) - max(lo, start)), {}
+                # Shared anonymous memory shows up as a deleted /dev/zero with an inode.
+                file_backed |= overlap > 0 and vma.group(3) != "0" and not vma.group(4).startswith("/dev/zero")
+            elif overlap:
                 key, _, value = line.partition(":")
-                if key == "Rss":
-                    rss += int(value.split()[0]) << 10
-                elif key in ("AnonHugePages", "FilePmdMapped"):
-                    huge += int(value.split()[0]) << 10
-    return Residency(file_backed, rss, huge)
+                if key in ("Rss", "AnonHugePages", "FilePmdMapped"):
+                    counts[key] = int(value.split()[0]) << 10
+    credit(overlap, counts)
+    return Residency(file_backed, int(resident), int(huge))
 
 
 def copy_to_huge_pages(arr: np.ndarray) -> np.ndarray:

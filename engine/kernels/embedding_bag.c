@@ -198,6 +198,12 @@ __attribute__((constructor)) static void ebag_init(void) { use_avx2 = detect_avx
 
 int ebag_uses_avx2(void) { return use_avx2; }
 
+int ebag_select_avx2(int want)
+{
+    use_avx2 = want && detect_avx2();
+    return use_avx2;
+}
+
 void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end)
 {
     const int k = (t->weight_is_f16 ? 2 : 0) + (t->index_is_i64 ? 1 : 0);

@@ -31,6 +31,10 @@ void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end);
 /* 1 when the AVX2 + FMA + F16C code path is in use, else 0 (portable C path). */
 int ebag_uses_avx2(void);
 
+/* Use the AVX2 path if want != 0 and the CPU has it, else the portable path (tests run both).
+ * Returns the new ebag_uses_avx2(). Not thread-safe against running ebag_pool calls. */
+int ebag_select_avx2(int want);
+
 /* How many rows ahead of the current one are prefetched (default 16); values < 1 disable it. */
 void ebag_set_prefetch_distance(int rows);
 int ebag_prefetch_distance(void);

@@ -1,0 +1,186 @@
+"""The CPU embedding-bag kernel against a NumPy twin and torch.nn.functional.embedding_bag."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import updlrm.embedding_bag as eb
+from updlrm import _embedding_bag as kernel
+from updlrm.embedding_bag import allocate_outputs, embedding_bag, embedding_bags
+from updlrm.errors import InvalidInputError
+from updlrm.sparse import SparseBatch
+from updlrm.tables import EmbeddingTable, Pooling
+
+from reference import reference_embedding_bag
+
+MODES = ["sum", "mean", "max"]
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(params=["avx2", "portable"])
+def isa(request):
+    """Run a test on the AVX2 path (where the CPU has it) and on the portable C path."""
+    active = kernel.select_avx2(request.param == "avx2")
+    if request.param == "avx2" and not active:
+        pytest.skip("CPU lacks AVX2/FMA/F16C")
+    yield request.param
+    kernel.select_avx2(True)
+
+
+def random_bags(rng, n_bags, rows, lengths=(0, 1, 2, 5, 17, 55)):
+    """Offsets (B+1) and indices with bag lengths drawn from ``lengths`` (empty and 50+ included)."""
+    sizes = rng.choice(lengths, size=n_bags)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    indices = rng.integers(0, rows, size=int(offsets[-1]))
+    return indices, offsets
+
+
+def torch_bag(weight, indices, offsets_bplus1, weights, mode):
+    """torch's answer, fed the B+1 offsets with include_last_offset=True."""
+    with torch.inference_mode():
+        return torch.nn.functional.embedding_bag(
+            torch.from_numpy(np.asarray(indices, dtype=np.int64)),
+            torch.from_numpy(np.asarray(weight, dtype=np.float32)),
+            torch.from_numpy(np.asarray(offsets_bplus1, dtype=np.int64)),
+            mode=mode,
+            per_sample_weights=None if weights is None else torch.from_numpy(weights),
+            include_last_offset=True,
+        ).numpy()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("wdtype", [np.float32, np.float16])
+@pytest.mark.parametrize("idtype", [np.int32, np.int64])
+@pytest.mark.parametrize("include_last_offset", [False, True])
+def test_single_table_matches_reference_and_torch(isa, mode, weighted, wdtype, idtype, include_last_offset):
+    rng = np.random.default_rng(7)
+    rows, dim, n_bags = 300, 37, 40
+    weight = rng.standard_normal((rows, dim)).astype(wdtype)
+    indices, offsets = random_bags(rng, n_bags, rows)
+    offsets[5:7] = offsets[5]  # two empty bags in a row
+    offsets[7:] = np.maximum(offsets[7:], offsets[6])
+    indices = indices[: offsets[-1]]
+    psw = rng.uniform(-2, 2, size=indices.size).astype(np.float32) if weighted else None
+    given = offsets if include_last_offset else offsets[:-1]
+
+    got = embedding_bag(weight, indices.astype(idtype), given.astype(idtype), psw, mode=mode,
+                        include_last_offset=include_last_offset)
+
+    assert got.dtype == np.float32 and got.shape == (n_bags, dim) and got.flags.c_contiguous
+    np.testing.assert_allclose(got, reference_embedding_bag(weight, indices, offsets, psw, mode), **TOL)
+    if not weighted or mode == "sum":  # torch takes per-sample weights only with mode="sum"
+        np.testing.assert_allclose(got, torch_bag(weight, indices, offsets, psw, mode), **TOL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_bags_are_zero_in_every_mode(mode):
+    weight = np.full((4, 8), -3.0, dtype=np.float32)  # max of an empty bag must not be -inf or -3
+    got = embedding_bag(weight, [1, 2], [0, 0, 0, 2, 2], mode=mode)
+    expected = np.zeros((5, 8), np.float32)
+    expected[2] = {"sum": -6.0, "mean": -3.0, "max": -3.0}[mode]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, torch_bag(weight, [1, 2], [0, 0, 0, 2, 2, 2], None, mode))
+
+
+def test_batch_of_one_and_all_empty():
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((50, 16)).astype(np.float32)
+    idx = rng.integers(0, 50, 60)
+    np.testing.assert_allclose(embedding_bag(weight, idx, [0]), weight[idx].sum(0, keepdims=True), **TOL)
+    np.testing.assert_array_equal(embedding_bag(weight, [], [0, 0, 0]), np.zeros((3, 16), np.float32))
+
+
+@pytest.mark.parametrize("dim", [1, 3, 8, 64, 130])
+def test_fp16_rows_of_every_width(isa, dim):
+    """Widths around the 8-lane conversion and the 64-element half chunk."""
+    rng = np.random.default_rng(dim)
+    weight = rng.standard_normal((40, dim)).astype(np.float16)
+    indices, offsets = random_bags(rng, 20, 40)
+    for mode in MODES:
+        got = embedding_bag(weight, indices, offsets, mode=mode, include_last_offset=True)
+        np.testing.assert_allclose(got, reference_embedding_bag(weight, indices, offsets, None, mode), **TOL)
+
+
+def make_tables(rng, dims, rows=(50, 400, 7, 1000, 64, 90)):
+    modes = list(Pooling)
+    return [
+        EmbeddingTable(f"t{i}", rng.standard_normal((rows[i % len(rows)], d)).astype(
+            np.float16 if i % 3 == 2 else np.float32), pooling=modes[i % 3], weighted=i % 2 == 1)
+        for i, d in enumerate(dims)
+    ]
+
+
+def make_batch(rng, tables, n_bags, idtype=np.int64):
+    idx, off, w = [], [], []
+    for t in tables:
+        i, o = random_bags(rng, n_bags, t.rows)
+        idx.append(i.astype(idtype))
+        off.append(o[:-1].astype(idtype))
+        w.append(rng.uniform(0, 1, i.size).astype(np.float32) if t.weighted else None)
+    return SparseBatch.from_jagged(idx, off, w)
+
+
+def expected(tables, batch):
+    return [reference_embedding_bag(t.weight, batch.indices[k], batch.offsets[k], batch.weights[k], t.pooling.value)
+            for k, t in enumerate(tables)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("idtype", [np.int32, np.int64])
+def test_many_tables_different_dims(isa, threads, idtype, monkeypatch):
+    # Force the OpenMP path even for this small batch, so threads=2 really runs two threads.
+    monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
+    rng = np.random.default_rng(3)
+    tables = make_tables(rng, [4, 16, 1, 64, 33, 8, 128, 2])
+    batch = make_batch(rng, tables, 257, idtype)
+    got = embedding_bags(tables, batch, threads=threads)
+    assert [g.shape for g in got] == [(257, t.dim) for t in tables]
+    for g, e in zip(got, expected(tables, batch)):
+        assert g.flags.c_contiguous and g.dtype == np.float32
+        np.testing.assert_allclose(g, e, **TOL)
+
+
+def test_outputs_share_one_buffer_and_can_be_reused():
+    rng = np.random.default_rng(4)
+    tables = make_tables(rng, [8, 3, 16])
+    batch = make_batch(rng, tables, 10)
+    out = allocate_outputs(10, [8, 3, 16])
+    assert out[1].base is out[0].base and out[2].base is out[0].base
+    assert not np.shares_memory(out[0], out[1]) and not np.shares_memory(out[1], out[2])
+    out[1][:] = np.nan
+    got = embedding_bags(tables, batch, out=out)
+    assert all(g is o for g, o in zip(got, out))
+    for g, e in zip(got, expected(tables, batch)):
+        np.testing.assert_allclose(g, e, **TOL)
+
+
+def test_one_table_large_batch_is_split_across_threads(monkeypatch):
+    monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
+    rng = np.random.default_rng(5)
+    tables = make_tables(rng, [24])
+    batch = make_batch(rng, tables, 3000)  # ~40k lookups: many work items for one table
+    (got,) = embedding_bags(tables, batch, threads=2)
+    np.testing.assert_allclose(got, expected(tables, batch)[0], **TOL)
+
+
+def test_unvalidated_bad_batch_is_rejected_before_the_kernel():
+    table = EmbeddingTable("t", np.zeros((10, 4), np.float32))
+    batch = SparseBatch([np.array([3, 10])], [np.array([0, 2])])
+    with pytest.raises(InvalidInputError, match="index 10"):
+        embedding_bags([table], batch)
+
+
+def test_prefetch_distance_does_not_change_results():
+    rng = np.random.default_rng(6)
+    weight = rng.standard_normal((500, 16)).astype(np.float32)
+    indices, offsets = random_bags(rng, 100, 500)
+    base = embedding_bag(weight, indices, offsets, include_last_offset=True)
+    old = kernel.prefetch_distance()
+    try:
+        for distance in (0, 1, 64):
+            kernel.set_prefetch_distance(distance)
+            np.testing.assert_array_equal(embedding_bag(weight, indices, offsets, include_last_offset=True), base)
+    finally:
+        kernel.set_prefetch_distance(old)
