@@ -297,3 +297,26 @@ def export_dlrm(model: DLRM, variant: str, exporter: str, path: str | Path,
     else:
         raise ValueError(f"unknown exporter {exporter!r}")
     return path
+
+
+def run_split(imported, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Score an ``updlrm.onnx_import.ImportedModel`` without updlrm's engine: ``dense_pre`` and
+    ``dense_post`` in onnxruntime, the bags with the slow NumPy reference (``reference.py``).
+
+    Checks the importer's cut and bag semantics independently of the CPU kernel.
+    """
+    from reference import reference_embedding_bag
+
+    batch = imported.batch_from_feeds(feeds)
+    values = dict(feeds)
+    for k, bag in enumerate(imported.bags):
+        t = bag.table
+        values[bag.output] = reference_embedding_bag(t.weight, batch.indices[k], batch.offsets[k],
+                                                     batch.weights[k], t.pooling.value)
+    for graph in (imported.dense_pre, imported.dense_post):
+        if graph is None:
+            continue
+        sess = graph.session()
+        outs = sess.run(graph.outputs, {name: values[name] for name in graph.inputs})
+        values.update(zip(graph.outputs, outs))
+    return [values[name] for name in imported.output_names]
