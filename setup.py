@@ -27,6 +27,15 @@ engine_extensions = [
 
 # --- pim extensions (owned by pim/) ---
 pim_extensions = []
+# Host half of the embedding-bag kernel's ABI (pim/kernels/emb_abi.h is shared with the DPU).
+pim_extensions.append(Extension(
+    "updlrm.pim._emb_pack",
+    ["pim/_emb_pack.pyx"],
+    include_dirs=[np.get_include(), "pim/kernels"],
+    depends=["pim/kernels/emb_abi.h"],
+    define_macros=NUMPY_MACROS,
+    extra_compile_args=["-O3"],
+))
 # --- end pim extensions ---
 
 setup(
