@@ -22,7 +22,10 @@ bag_ilo        ``include_last_offset=True`` (offsets have B+1 entries)      dens
 ``make_dlrm(..., extra_dense=E)`` adds a last forward argument ``dense_y [B, E]`` that goes straight
 into the top MLP (a dense part that is not the standard MLP chain).
 
-ONNX input names: the TorchScript exports use the reference script's names (``dense_x``,
+Exporters: "ts11" / "ts17" / "ts18" (TorchScript, ``dynamo=False``), "dynamo" (opset 18) and
+"custom" (``updlrm.onnx_import.export_torch``: one custom ``EmbeddingBag`` node per table).
+
+ONNX input names: the TorchScript and custom exports use the reference script's names (``dense_x``,
 ``offsets_k`` / ``indices_k`` / ``per_sample_weights_k``, ``offsets`` / ``indices`` when stacked,
 ``dense_y``); the dynamo exports pass no ``input_names`` (torchlib's internal ``offsets_<n>`` values
 collide with them) and get the forward-argument names ``dense_x``, ``ls_o_k``, ``ls_i_k``,
@@ -38,7 +41,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("bag_list", "bag_stacked", "bag_2d", "emb_sum", "bag_mean", "bag_max", "bag_psw", "bag_ilo")
-EXPORTERS = ("ts11", "ts17", "ts18", "dynamo")
+EXPORTERS = ("ts11", "ts17", "ts18", "dynamo", "custom")
 DENSE_IN = 4
 
 _MODE = {"bag_mean": "mean", "bag_max": "max"}
@@ -163,8 +166,8 @@ def make_dlrm(variant: str, num_tables: int = 3, rows: int = 60, dim: int = 8,
 
 
 def input_names(variant: str, num_tables: int, exporter: str, extra_dense: int = 0) -> list[str]:
-    """The ONNX graph input names, in forward-argument order, for ``exporter`` (ts* or dynamo)."""
-    ts = exporter.startswith("ts")
+    """The ONNX graph input names, in forward-argument order, for ``exporter``."""
+    ts = exporter.startswith("ts") or exporter == "custom"
     names = ["dense_x"]
     ks = range(num_tables)
     if variant == "bag_stacked":
@@ -274,8 +277,8 @@ def _dynamic_shapes(model: DLRM, args: tuple) -> tuple:
 
 def export_dlrm(model: DLRM, variant: str, exporter: str, path: str | Path,
                 opset: int | None = None, example_args: tuple | None = None) -> Path:
-    """Export ``model`` to ``path`` with ``exporter`` ("ts11"/"ts17"/"ts18", "ts" + ``opset``, or
-    "dynamo"); dynamic batch and bag sizes. Returns the path."""
+    """Export ``model`` to ``path`` with ``exporter`` ("ts11"/"ts17"/"ts18", "ts" + ``opset``,
+    "dynamo" or "custom"); dynamic batch and bag sizes. Returns the path."""
     path = Path(path)
     nt = len(model.emb_l)
     if example_args is None:
@@ -289,6 +292,13 @@ def export_dlrm(model: DLRM, variant: str, exporter: str, path: str | Path,
             torch.onnx.export(model, example_args, str(path), dynamo=False, opset_version=opset,
                               input_names=names, output_names=["pred"],
                               dynamic_axes={**_dynamic_axes(variant, names), "pred": {0: "batch"}})
+    elif exporter == "custom":
+        from updlrm.onnx_import import export_torch
+
+        names = input_names(variant, nt, exporter, model.extra_dense)
+        export_torch(model, example_args, path, input_names=names, output_names=["pred"],
+                     dynamic_axes={**_dynamic_axes(variant, names), "pred": {0: "batch"}},
+                     opset=opset or 17)
     elif exporter == "dynamo":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,6 +1,6 @@
 """Real torch 2.13 exports of every embedding-bag variant, recognised and split by the importer.
 
-For each variant × {TorchScript opset 11, 17; dynamo}: the bags found (table, pooling, weights,
+For each variant × {TorchScript opset 11, 17; dynamo; updlrm's custom-op export}: the bags found (table, pooling, weights,
 include_last_offset, input binding, order) and the scores of dense_pre → NumPy bags → dense_post
 against PyTorch, for B=1 and larger batches with bags of 0, 1 and 50+ indices.
 """
@@ -16,7 +16,7 @@ from updlrm.onnx_import import import_model
 from dlrm_models import VARIANTS, input_names, run_split, sample_inputs
 
 NUM_TABLES, ROWS = 3, 60
-EXPORTERS = ("ts11", "ts17", "dynamo")
+EXPORTERS = ("ts11", "ts17", "dynamo", "custom")
 POOLING = {"bag_mean": Pooling.MEAN, "bag_max": Pooling.MAX}
 # (batch size, inclusive bag-size range): B=1, empty and single-index bags, 50+ indices.
 CASES = [(1, (0, 2)), (1, (50, 60)), (13, (0, 1)), (9, (0, 4)), (6, (50, 70))]
@@ -24,7 +24,9 @@ CASES = [(1, (0, 2)), (1, (50, 60)), (13, (0, 1)), (9, (0, 4)), (6, (50, 70))]
 
 def expected_pattern(variant: str, exporter: str) -> str:
     if variant == "emb_sum":
-        return "embedding-sum"
+        return "embedding-sum"  # export_torch leaves nn.Embedding alone too
+    if exporter == "custom":
+        return "custom-op"
     return "dynamo-loop" if exporter == "dynamo" else "torchscript-loop"
 
 
