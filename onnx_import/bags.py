@@ -121,11 +121,19 @@ def recognise_bags(idx: GraphIndex, base_dir: Path) -> list[ImportedBag]:
     return sorted(bags, key=lambda b: _consumer_position(idx, b.output))
 
 
+_PASS_THROUGH = frozenset({"Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
 def _consumer_position(idx: GraphIndex, name: str) -> tuple[int, int]:
+    """Where the model first combines bag value ``name`` with others: (node order, input slot),
+    looking through single-consumer Cast/Reshape/... chains."""
+    consumers = idx.consumers.get(name, [])
+    while len(consumers) == 1 and consumers[0].op_type in _PASS_THROUGH and consumers[0].input[0] == name:
+        name = consumers[0].output[0]
+        consumers = idx.consumers.get(name, [])
     best = (len(idx.graph.node), 0)
-    for node in idx.consumers.get(name, []):
-        reads = idx.reads[id(node)]
-        best = min(best, (idx.order[id(node)], reads.index(name)))
+    for node in consumers:
+        best = min(best, (idx.order[id(node)], idx.reads[id(node)].index(name)))
     return best
 
 

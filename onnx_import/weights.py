@@ -48,7 +48,7 @@ def initializer_array(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     if not location:
         raise ModelImportError(f"initializer {tensor.name!r}: external data without a location")
     path = (base_dir / location).resolve()
-    if base_dir.resolve() not in path.parents and path.parent != base_dir.resolve():
+    if base_dir.resolve() not in path.parents:
         raise ModelImportError(
             f"initializer {tensor.name!r}: external data location {location!r} leaves the model folder")
     shape = tuple(int(d) for d in tensor.dims)
