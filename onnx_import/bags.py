@@ -394,7 +394,8 @@ def _appends_length(idx: GraphIndex, nodes, offsets: str, row: int | None) -> bo
     return False
 
 
-_FX_BAG = re.compile(r"aten\.embedding_bag[.\w]*\(args = \((.*)\)\)")
+# e.g. "... target=torch.ops.aten.embedding_bag.padding_idx](args = (%w, %i, %o, False, 0, ...), kwargs = {})"
+_FX_BAG = re.compile(r"aten\.embedding_bag[.\w]*\]?\(args = \(([^)]*)\)")
 
 
 def _check_fx_metadata(nodes, table: str, source: BagSource, pooling: Pooling) -> None:
