@@ -143,10 +143,6 @@ class GraphIndex:
             node, scope = scope.owner, scope.parent
         return node
 
-    def producer(self, name: str) -> onnx.NodeProto | None:
-        """The main-graph node that outputs ``name``."""
-        return self.root.producers.get(name)
-
     def upstream(self, outputs, stop: set[str] = frozenset()) -> list[onnx.NodeProto]:
         """Main-graph nodes ``outputs`` depend on (through sub-graph reads), stopping at ``stop``.
 

@@ -99,7 +99,12 @@ class DenseGraph:
         import onnxruntime as ort
 
         opts = options if options is not None else ort.SessionOptions()
-        opts.add_session_config_entry(_EXTERNAL_FOLDER_KEY, str(self.base_dir))
+        try:
+            current = opts.get_session_config_entry(_EXTERNAL_FOLDER_KEY)
+        except Exception:  # onnxruntime raises when the key is unset
+            current = None
+        if current != str(self.base_dir):
+            opts.add_session_config_entry(_EXTERNAL_FOLDER_KEY, str(self.base_dir))
         return ort.InferenceSession(self.model_bytes(), opts,
                                     providers=providers or ["CPUExecutionProvider"])
 
@@ -127,13 +132,6 @@ class ImportedModel:
     def tables(self) -> list[EmbeddingTable]:
         """The bags' tables, in bag order."""
         return [b.table for b in self.bags]
-
-    def input(self, name: str) -> ModelInput:
-        """The graph input called ``name``."""
-        for inp in self.inputs:
-            if inp.name == name:
-                return inp
-        raise KeyError(name)
 
     def batch_from_feeds(self, feeds: dict[str, np.ndarray]) -> "SparseBatch":
         """The ``SparseBatch`` of the bags, taken from the model's own feeds (ORT-style dict).
