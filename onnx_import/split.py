@@ -14,7 +14,7 @@ import onnx
 from onnx import helper
 
 from .extract import extract
-from .graph import GraphIndex
+from .graph import GraphIndex, subgraphs
 from .model import DenseGraph, ImportedBag
 
 
@@ -25,9 +25,13 @@ def split_dense(idx: GraphIndex, bags: list[ImportedBag], types: dict[str, onnx.
     outputs = idx.output_names
     bag_outputs = [b.output for b in bags]
     types = dict(types)
-    for b in bags:  # the pooled bag values are float32 [B, dim] whatever inference found
-        batch = _batch_dim(types.get(b.output))
-        types[b.output] = helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [batch, b.table.dim])
+    recast: dict[str, int] = {}
+    for b in bags:  # the engine hands over float32 [B, dim], whatever the graph computed them in
+        original = types.get(b.output)
+        elem = original.tensor_type.elem_type if original is not None else 0
+        if elem not in (0, onnx.TensorProto.FLOAT):
+            recast[b.output] = elem
+        types[b.output] = helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [_batch_dim(original), b.table.dim])
     if not bags:
         return None, extract(idx, [], outputs, types, base_dir, forbidden=tables, name="dense_post")
 
@@ -54,7 +58,31 @@ def split_dense(idx: GraphIndex, bags: list[ImportedBag], types: dict[str, onnx.
         dense_pre = extract(idx, [], handover, types, base_dir, forbidden=tables, name="dense_pre")
     dense_post = extract(idx, bag_outputs + handover, outputs, types, base_dir,
                          forbidden=tables, name="dense_post")
+    _cast_inputs(dense_post.model.graph, recast)
     return dense_pre, dense_post
+
+
+def _cast_inputs(graph: onnx.GraphProto, recast: dict[str, int]) -> None:
+    """Feed float32 inputs ``name`` to a graph built for another float type (fp16 models):
+    readers of ``name`` now read ``Cast(name, to=type)``."""
+    if not recast:
+        return
+    renamed = {name: f"{name}__as_{onnx.TensorProto.DataType.Name(t).lower()}" for name, t in recast.items()}
+    _rename_reads(graph, renamed)
+    casts = [helper.make_node("Cast", [name], [renamed[name]], to=t, name=f"updlrm_cast_{name}")
+             for name, t in recast.items()]
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _rename_reads(graph: onnx.GraphProto, renamed: dict[str, str]) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+        for sub in subgraphs(node):
+            _rename_reads(sub, renamed)
 
 
 def _batch_dim(t: onnx.TypeProto | None) -> str | int | None:

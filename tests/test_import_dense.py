@@ -135,3 +135,34 @@ def test_model_without_bags_is_all_dense_post(tmp_path):
     (got,) = imported.dense_post.session(ort.SessionOptions()).run(None, {"dense_x": x.numpy()})
     np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
     assert imported.batch_from_feeds({"dense_x": x.numpy()}).num_tables == 0
+
+
+def test_fp16_model_gets_float32_bags(tmp_path):
+    """A half-precision graph: the table stays fp16, dense_post takes float32 bags and casts."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((30, 4)).astype(np.float16)
+    nodes = [helper.make_node("Gather", ["T", "idx"], ["rows"]),
+             helper.make_node("ReduceSum", ["rows", "axes"], ["bag"], keepdims=0),
+             helper.make_node("Concat", ["x", "bag"], ["cat"], axis=1),
+             helper.make_node("Cast", ["cat"], ["out"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["B", 2]),
+         helper.make_tensor_value_info("idx", TensorProto.INT64, ["B", 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 6])],
+        initializer=[onnx.numpy_helper.from_array(table, "T"),
+                     helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    imported = import_model(path, verify=True)
+    (bag,) = imported.bags
+    assert bag.table.weight.dtype == np.float16
+    x = rng.standard_normal((5, 2)).astype(np.float16)
+    idx = rng.integers(0, 30, (5, 3))
+    pooled = table.astype(np.float32)[idx].sum(1)
+    (got,) = imported.dense_post.session().run(None, {"x": x, bag.output: pooled})
+    want = np.concatenate([x.astype(np.float32), pooled.astype(np.float16).astype(np.float32)], 1)
+    np.testing.assert_array_equal(got, want)
