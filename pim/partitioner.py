@@ -1,0 +1,737 @@
+"""The partitioner: cut embedding tables into tiles, place them on DPUs, decide what stays on the CPU.
+
+Three levels (UpDLRM's), selected by :attr:`PlannerConfig.level`:
+
+``uniform``
+    Tables are cut into equal contiguous row ranges (x column slices); replicas split the bags.
+    Popularity is ignored: the planner assumes every row equally likely.
+``popularity``
+    Each row's expected accesses come from the :class:`~updlrm.pim.profile.AccessProfile`.
+    Rows are remapped so every row group gets the same expected accesses (greedy LPT over rows),
+    rows too hot for any one tile become single-row groups, and replicas are sized per group, so
+    each DPU gets the same *expected work*, not the same rows.
+``cache``
+    ``popularity`` plus a partial-sum cache: disjoint groups of rows that the profile saw together
+    in many bags get one extra pre-summed row each (GRACE-style); a bag holding a whole group reads
+    that row instead of its members. Cache rows are balanced across DPUs together with the regular
+    rows (they are rows with their own expected accesses).
+
+Pipeline (TorchRec-like, small): for every table enumerate column cuts, pick row groups and
+replicas under the MRAM budget by the cost model (:mod:`updlrm.pim.cost_model`); assign all tiles
+to DPUs by greedy LPT on modelled per-tile time with MRAM capacity, then move/swap tiles off the
+slowest DPU while that helps; finally move tables to the CPU while that lowers the modelled batch
+latency (small tables, small batches), or keep everything on the CPU if PIM cannot win.
+Every time here is MODELLED.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Mapping, Sequence
+
+import numba
+import numpy as np
+
+from updlrm.errors import CapacityError, InvalidInputError
+
+from .cost_model import DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
+from .plan import VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
+from .profile import AccessProfile
+
+log = logging.getLogger(__name__)
+
+
+class Level(str, Enum):
+    """Partitioning level (see the module docstring)."""
+
+    UNIFORM = "uniform"
+    POPULARITY = "popularity"
+    CACHE = "cache"
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Knobs of :func:`make_plan`.
+
+    Attributes:
+        nr_dpus: DPUs available (real servers: ranks of <= 64, e.g. 2,560 = 40 ranks).
+        level: :class:`Level` or its name.
+        batch_size: the batch the plan is tuned for (expected work is per such batch).
+        pooling: indices per bag assumed for tables the profile does not describe.
+        value_mode: ``"fp32"`` (soft-float adds on the DPU) or ``"int32"`` (fixed point).
+        mram_reserve: bytes of each DPU's MRAM kept for the kernel's index/offset/result buffers.
+        max_col_parts: most column slices a table may be cut into.
+        col_parts: force the number of column slices of some tables (by name).
+        tiles_per_dpu: granularity: tiles are sized to about 1/tiles_per_dpu of a DPU's work.
+        hot_fraction: a row whose single-row tile would exceed this share of a tile's target
+            load becomes its own (replicated) group (popularity and cache levels).
+        max_cache_entries: cache entries per table (cache level).
+        min_cache_share: a group is cached only if it occurs in at least this share of bags.
+        min_trusted_count: rows seen fewer times than this in the profile are treated as equally
+            hot (their mean count): balancing on sampling noise would only overfit the sample.
+        memory_fill: plan at most this share of the total table region (packing slack).
+        allow_cpu: let tables stay on the CPU when the model says that is faster.
+        improve_iters: tile moves/swaps tried after LPT.
+        cost: the cost model.
+    """
+
+    nr_dpus: int = 2560
+    level: Level | str = Level.POPULARITY
+    batch_size: int = 4096
+    pooling: float = 1.0
+    value_mode: str = "fp32"
+    mram_bytes: int = MRAM_BYTES
+    mram_reserve: int = 8 << 20
+    dpus_per_rank: int = DPUS_PER_RANK
+    max_col_parts: int = 4
+    col_parts: Mapping[str, int] | None = None
+    tiles_per_dpu: float = 8.0
+    hot_fraction: float = 0.25
+    max_cache_entries: int = 4096
+    min_cache_share: float = 0.001
+    min_trusted_count: int = 8
+    memory_fill: float = 0.9
+    allow_cpu: bool = True
+    improve_iters: int = 4000
+    cost: CostModel = field(default_factory=CostModel)
+
+    def validate(self) -> None:
+        if self.nr_dpus < 1:
+            raise InvalidInputError(f"nr_dpus must be >= 1, got {self.nr_dpus}")
+        if self.batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.mram_reserve < self.mram_bytes or self.mram_reserve % 8:
+            raise InvalidInputError(f"mram_reserve must be a multiple of 8 in [0, {self.mram_bytes}), "
+                                    f"got {self.mram_reserve}")
+        if self.value_mode not in ("fp32", "int32"):
+            raise InvalidInputError(f"value_mode must be 'fp32' or 'int32', got {self.value_mode!r}")
+        Level(self.level)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-table access model
+
+
+@dataclass
+class _TableAccess:
+    """Expected reads per reference batch of every row (incl. cache rows) of one table."""
+
+    spec: TableSpec
+    lookups: float                 # expected lookups per batch (B x pooling)
+    real: np.ndarray               # expected reads per row, from the profile (uniform if none)
+    planning: np.ndarray           # what the planner believes (uniform at the uniform level)
+    cache_ptr: np.ndarray | None = None
+    cache_rows: np.ndarray | None = None
+    cache_hits: float = 0.0        # expected cache-entry uses per batch
+
+    @property
+    def n_all(self) -> int:
+        return len(self.real)
+
+
+def _table_access(spec: TableSpec, profile: AccessProfile | None, t: int, cfg: PlannerConfig,
+                  level: Level) -> _TableAccess:
+    prof = profile[t] if profile is not None else None
+    pooling = prof.mean_pooling if prof is not None and prof.bags else cfg.pooling
+    lookups = cfg.batch_size * pooling
+    uniform = np.full(spec.rows, lookups / spec.rows)
+    if prof is None or prof.lookups == 0:
+        real = uniform
+    else:
+        counts = prof.expected_counts()
+        rare = counts < cfg.min_trusted_count
+        if rare.any():
+            counts[rare] = counts[rare].mean()
+        real = counts * (lookups / counts.sum())
+    acc = _TableAccess(spec, lookups, real, uniform if level is Level.UNIFORM else real)
+    if level is Level.CACHE and prof is not None and not spec.weighted and spec.pooling != "max":
+        _add_cache(acc, prof, cfg)
+    return acc
+
+
+def _add_cache(acc: _TableAccess, prof: Any, cfg: PlannerConfig) -> None:
+    """Pick disjoint frequent pairs as cache entries; move their expected reads to cache rows."""
+    used: set[int] = set()
+    members, hits = [], []
+    min_count = max(2, cfg.min_cache_share * prof.bags)
+    for (a, b), c in zip(prof.pairs.tolist(), prof.pair_counts.tolist()):
+        if c < min_count or len(members) >= cfg.max_cache_entries:
+            break
+        if a in used or b in used:
+            continue
+        used.update((a, b))
+        members.append((a, b))
+        hits.append(c / prof.bags * cfg.batch_size)
+    if not members:
+        return
+    rows = np.array(members, np.int64)
+    h = np.array(hits)
+    real = acc.real.copy()
+    np.subtract.at(real, rows[:, 0], h)
+    np.subtract.at(real, rows[:, 1], h)
+    acc.real = np.concatenate([np.maximum(real, 0.0), h])
+    acc.planning = acc.real
+    acc.cache_ptr = np.arange(0, 2 * len(members) + 1, 2, dtype=np.int64)
+    acc.cache_rows = rows.ravel()
+    acc.cache_hits = float(h.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# modelled cost of a tile
+
+
+@dataclass(frozen=True)
+class _TileCoster:
+    """Modelled seconds a tile adds to its DPU's part of the batch (kernel + its transfer share)."""
+
+    cost: CostModel
+    value_mode: str
+    nr_dpus: int
+    push_s_per_byte: float
+    pull_s_per_byte: float
+
+    def __call__(self, reads, bags, stride, width):
+        d = self.cost.dpu
+        calls = np.ceil(np.asarray(stride, np.float64) / MAX_DMA_BYTES)
+        dma = (reads * (calls * d.dma_alpha_read + d.dma_beta * stride)
+               + bags * (calls * d.dma_alpha_write + d.dma_beta * stride))
+        instr = (reads * (d.instr_per_lookup + width * d.instr_per_add[self.value_mode])
+                 + bags * (d.instr_per_bag + width * d.instr_per_zero_element))
+        kernel = np.maximum(dma, instr) / d.freq_hz
+        xfer = (reads * 4.0 + bags * 4.0 + 8.0) * self.push_s_per_byte + bags * stride * self.pull_s_per_byte
+        return kernel + xfer
+
+
+def _coster(cfg: PlannerConfig, accesses: Sequence[_TableAccess]) -> _TileCoster:
+    n = cfg.nr_dpus
+    # bandwidth at the per-DPU size a balanced batch would push / pull
+    push = sum(a.lookups for a in accesses) * 4.0 * 2 / n
+    pull = sum(cfg.batch_size * a.spec.dim * VALUE_BYTES for a in accesses) * 2.0 / n
+    ranks = -(-n // cfg.dpus_per_rank)
+    tm = cfg.cost.transfer
+    return _TileCoster(cfg.cost, cfg.value_mode, n,
+                       n / tm.bandwidth(max(push, 8.0), ranks, "to_dpu"),
+                       n / tm.bandwidth(max(pull, 8.0), ranks, "from_dpu"))
+
+
+def _bags_touching(reads: np.ndarray | float, batch: int, replicas: np.ndarray | float = 1.0):
+    """Expected partial sums of a group tile: bags routed to the replica that read the group
+    (Poisson approximation: a bag reads ``reads/batch`` rows of the group on average)."""
+    return batch / np.asarray(replicas, np.float64) * -np.expm1(-np.asarray(reads, np.float64) / batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-table options
+
+
+@dataclass
+class _Option:
+    """Cut of one table: column slices, regular row groups, replicas, hot single-row groups."""
+
+    table: int
+    col_bounds: list[int]
+    stride: list[int]            # bytes per row of each slice
+    groups: int                  # regular row groups
+    replicas: int                # replicas of each regular group (planning estimate)
+    hot_rows: np.ndarray         # rows given their own group
+    load: float                  # modelled seconds, all tiles together
+    memory: int                  # MRAM bytes, all tiles together
+    min_groups: int              # fewest regular groups that fit a DPU
+    split_hot: bool              # whether hot rows were given their own groups
+
+
+def _col_options(spec: TableSpec, cfg: PlannerConfig) -> list[list[int]]:
+    forced = (cfg.col_parts or {}).get(spec.name)
+    parts = [forced] if forced else [c for c in (1, 2, 4, 8, 16) if c <= cfg.max_col_parts]
+    out = []
+    for c in parts:
+        if c < 1 or c > spec.dim:
+            raise InvalidInputError(f"table {spec.name!r}: cannot cut {spec.dim} columns into {c} slices")
+        bounds = [round(j * spec.dim / c) for j in range(c + 1)]
+        # a slice must be a whole number of 8-byte words unless it is the only one
+        if c == 1 or all((b1 - b0) * VALUE_BYTES % 8 == 0 for b0, b1 in zip(bounds, bounds[1:])):
+            out.append(bounds)
+        elif forced:
+            raise InvalidInputError(f"table {spec.name!r}: {c} column slices of {spec.dim} columns are "
+                                    f"not multiples of 8 bytes")
+    return out
+
+
+def _stride(width: int) -> int:
+    return -(-width * VALUE_BYTES // 8) * 8
+
+
+def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: float, coster: _TileCoster,
+            cfg: PlannerConfig, usable: int, split_hot: bool) -> _Option:
+    """Plan one cut (``groups`` regular groups) with replicas sized so tiles stay under ``target``;
+    with ``split_hot``, rows too hot for a tile become single-row groups of their own."""
+    strides = [_stride(b1 - b0) for b0, b1 in zip(bounds, bounds[1:])]
+    widths = np.diff(bounds)
+    batch = cfg.batch_size
+    min_groups = max(1, -(-acc.n_all * max(strides) // usable))
+    if max(strides) > usable:
+        raise CapacityError(f"table {acc.spec.name!r}: one row slice ({max(strides)} B) exceeds the "
+                            f"{usable} B table region of a DPU")
+
+    def group_load(reads):
+        return sum(coster(reads, _bags_touching(reads, batch), s, w) for s, w in zip(strides, widths))
+
+    hot = np.empty(0, np.int64)
+    hot_load = 0.0
+    hot_tiles_mem = 0
+    if split_hot:
+        top = np.argsort(-acc.planning)[:4096]
+        loads = group_load(acc.planning[top])
+        hot = top[loads > cfg.hot_fraction * target]
+        hot_load = float(loads[loads > cfg.hot_fraction * target].sum())
+        k_hot = np.maximum(1, np.ceil(loads[loads > cfg.hot_fraction * target] / target))
+        hot_tiles_mem = int(k_hot.sum()) * sum(strides)
+    rest = float(acc.planning.sum() - acc.planning[hot].sum())
+    rows = acc.n_all - len(hot)
+    groups = max(1, min(groups, rows))
+    per_group = group_load(rest / groups)
+    replicas = int(min(max(1, math.ceil(per_group / target)), cfg.nr_dpus))
+    memory = replicas * rows * sum(strides) + hot_tiles_mem
+    return _Option(t, bounds, strides, groups, replicas, hot, per_group * groups + hot_load, memory, min_groups,
+                   split_hot)
+
+
+def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCoster, cfg: PlannerConfig,
+                    usable: int, level: Level) -> list[_Option]:
+    """Cheapest cut per table (column slices x hot-row split, fewest row groups), then fewer
+    replicas (more row groups) until the plan fits MRAM."""
+    chosen = []
+    hot_choices = (False,) if level is Level.UNIFORM else (False, True)
+    for t, acc in enumerate(accesses):
+        best = None
+        for bounds in _col_options(acc.spec, cfg):
+            for split_hot in hot_choices:
+                probe = _option(t, acc, bounds, 1, target, coster, cfg, usable, split_hot)
+                opt = _option(t, acc, bounds, probe.min_groups, target, coster, cfg, usable, split_hot)
+                if best is None or (opt.load, opt.memory) < (best.load, best.memory):
+                    best = opt
+        chosen.append(best)
+    budget = cfg.memory_fill * usable * cfg.nr_dpus
+    while sum(o.memory for o in chosen) > budget:
+        growable = [o for o in chosen if o.replicas > 1 and o.groups < accesses[o.table].n_all]
+        if not growable:
+            need = sum(o.memory for o in chosen)
+            worst = max(chosen, key=lambda o: o.memory)
+            raise CapacityError(
+                f"tables need {need / 2**30:.2f} GiB of MRAM without replication but {cfg.nr_dpus} DPUs offer "
+                f"{budget / 2**30:.2f} GiB ({cfg.memory_fill:.0%} of {usable} B each after the "
+                f"{cfg.mram_reserve} B reserve); short by {(need - budget) / 2**30:.2f} GiB; largest: "
+                f"{accesses[worst.table].spec.name!r} ({worst.memory / 2**30:.2f} GiB). Remedies: 1) more DPUs, "
+                f"2) a smaller mram_reserve, 3) keep large tables on the CPU")
+        o = max(growable, key=lambda o: o.memory)
+        chosen[o.table] = _option(o.table, accesses[o.table], o.col_bounds, o.groups * 2, target, coster, cfg,
+                                  usable, o.split_hot)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# row groups
+
+
+@numba.njit(cache=True, nogil=True)
+def _lpt_rows(order, weight, n_groups, cap, group, local):
+    """Greedy LPT: rows in ``order`` (heaviest first) to the lightest group that has room."""
+    load = np.zeros(n_groups)
+    size = np.zeros(n_groups, np.int64)
+    heap = np.arange(n_groups)       # min-heap of group ids by load
+    n_heap = n_groups
+    for i in range(order.shape[0]):
+        r = order[i]
+        g = heap[0]
+        group[r] = g
+        local[r] = size[g]
+        size[g] += 1
+        load[g] += weight[r]
+        if size[g] >= cap:           # full: drop it from the heap
+            n_heap -= 1
+            heap[0] = heap[n_heap]
+        pos = 0
+        while True:                  # sift down
+            child = 2 * pos + 1
+            if child >= n_heap:
+                break
+            if child + 1 < n_heap and load[heap[child + 1]] < load[heap[child]]:
+                child += 1
+            if load[heap[child]] < load[heap[pos]]:
+                heap[pos], heap[child] = heap[child], heap[pos]
+                pos = child
+            else:
+                break
+    return load
+
+
+def _materialise(opt: _Option, acc: _TableAccess, usable: int, level: Level) -> tuple[np.ndarray, np.ndarray]:
+    """row_group / row_local of one table (hot single-row groups first, then regular groups)."""
+    n_all = acc.n_all
+    group = np.empty(n_all, np.int32)
+    local = np.empty(n_all, np.int32)
+    if level is Level.UNIFORM:
+        g = (np.arange(n_all, dtype=np.int64) * opt.groups) // n_all
+        starts = np.searchsorted(g, np.arange(opt.groups))
+        group[:] = g
+        local[:] = np.arange(n_all) - starts[g]
+        return group, local
+    n_hot = len(opt.hot_rows)
+    group[opt.hot_rows] = np.arange(n_hot)
+    local[opt.hot_rows] = 0
+    mask = np.ones(n_all, bool)
+    mask[opt.hot_rows] = False
+    rest = np.flatnonzero(mask)
+    order = rest[np.argsort(-acc.planning[rest], kind="stable")]
+    cap = usable // max(opt.stride)
+    if cap * opt.groups < len(rest):
+        raise CapacityError(f"table {acc.spec.name!r}: {len(rest)} rows do not fit {opt.groups} groups of "
+                            f"{cap} rows")
+    sub_group = np.empty(n_all, np.int32)
+    # a tiny floor so rows never read still spread over the groups (no empty groups)
+    weight = acc.planning + 1e-9 * max(float(acc.planning.mean()), 1e-30)
+    _lpt_rows(order, weight, opt.groups, cap, sub_group, local)
+    group[rest] = sub_group[rest] + n_hot
+    return group, local
+
+
+# ---------------------------------------------------------------------------------------------
+# tiles to DPUs
+
+
+@numba.njit(cache=True, nogil=True)
+def _lpt_tiles(order, load, nbytes, nr_dpus, capacity, out_dpu):
+    """Tiles in ``order`` (heaviest first) to the least-loaded DPU with room; -1 if none."""
+    dpu_load = np.zeros(nr_dpus)
+    free = np.full(nr_dpus, capacity, np.int64)
+    for i in range(order.shape[0]):
+        t = order[i]
+        best = -1
+        for d in range(nr_dpus):
+            if free[d] >= nbytes[t] and (best < 0 or dpu_load[d] < dpu_load[best]):
+                best = d
+        if best < 0:
+            return t
+        out_dpu[t] = best
+        dpu_load[best] += load[t]
+        free[best] -= nbytes[t]
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _improve(load, nbytes, dpu, nr_dpus, capacity, iters):
+    """Move or swap tiles between the slowest and the fastest DPU while the slowest gets faster."""
+    dpu_load = np.zeros(nr_dpus)
+    used = np.zeros(nr_dpus, np.int64)
+    for t in range(load.shape[0]):
+        dpu_load[dpu[t]] += load[t]
+        used[dpu[t]] += nbytes[t]
+    for _ in range(iters):
+        hi = np.argmax(dpu_load)
+        lo = np.argmin(dpu_load)
+        gap = dpu_load[hi] - dpu_load[lo]
+        if gap <= 0:
+            break
+        best_gain = 0.0
+        best_a = -1
+        best_b = -1
+        for a in range(load.shape[0]):
+            if dpu[a] != hi:
+                continue
+            if used[lo] + nbytes[a] <= capacity:            # move a to lo
+                gain = dpu_load[hi] - max(dpu_load[hi] - load[a], dpu_load[lo] + load[a])
+                if gain > best_gain:
+                    best_gain, best_a, best_b = gain, a, -1
+            for b in range(load.shape[0]):                 # swap a <-> b
+                if dpu[b] != lo or load[b] >= load[a]:
+                    continue
+                if used[lo] - nbytes[b] + nbytes[a] > capacity or used[hi] - nbytes[a] + nbytes[b] > capacity:
+                    continue
+                delta = load[a] - load[b]
+                gain = dpu_load[hi] - max(dpu_load[hi] - delta, dpu_load[lo] + delta)
+                if gain > best_gain:
+                    best_gain, best_a, best_b = gain, a, b
+        if best_a < 0:
+            break
+        dpu[best_a] = lo
+        dpu_load[hi] -= load[best_a]
+        dpu_load[lo] += load[best_a]
+        used[hi] -= nbytes[best_a]
+        used[lo] += nbytes[best_a]
+        if best_b >= 0:
+            dpu[best_b] = hi
+            dpu_load[lo] -= load[best_b]
+            dpu_load[hi] += load[best_b]
+            used[lo] -= nbytes[best_b]
+            used[hi] += nbytes[best_b]
+    return dpu_load
+
+
+# ---------------------------------------------------------------------------------------------
+# the planner
+
+
+def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
+              config: PlannerConfig | None = None) -> Plan:
+    """Plan the placement of ``tables`` (EmbeddingTable or TableSpec) on ``config.nr_dpus`` DPUs.
+
+    Raises :class:`CapacityError` if the tables cannot fit (naming the table and the shortfall).
+    """
+    cfg = config or PlannerConfig()
+    cfg.validate()
+    level = Level(cfg.level)
+    specs = [TableSpec.of(t) for t in tables]
+    if profile is not None:
+        if len(profile) != len(specs):
+            raise InvalidInputError(f"profile describes {len(profile)} tables, the model has {len(specs)}")
+        for i, (s, p) in enumerate(zip(specs, profile.tables)):
+            if p.num_rows != s.rows:
+                raise InvalidInputError(f"table #{i} ({s.name!r}): profile has {p.num_rows} rows, table {s.rows}")
+    accesses = [_table_access(s, profile, t, cfg, level) for t, s in enumerate(specs)]
+    on_cpu: set[int] = set()
+    plan = _plan_on_dpus(specs, accesses, on_cpu, cfg, level)
+    if not cfg.allow_cpu:
+        return plan
+    # move tables to the CPU while the modelled batch gets faster, then re-plan the rest once.
+    moved = _tables_better_on_cpu(plan, accesses, cfg)
+    if moved:
+        candidate = _plan_on_dpus(specs, accesses, moved, cfg, level)
+        if candidate.predicted["total"] < plan.predicted["total"]:
+            plan = candidate
+    all_cpu = _plan_on_dpus(specs, accesses, set(range(len(specs))), cfg, level)
+    if all_cpu.predicted["total"] <= plan.predicted["total"]:
+        log.info("PIM does not beat the CPU for this workload (modelled %.3f ms vs %.3f ms): all tables "
+                 "stay on the CPU", plan.predicted["total"] * 1e3, all_cpu.predicted["total"] * 1e3)
+        plan = all_cpu
+    return plan
+
+
+def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: set[int], cfg: PlannerConfig,
+                  level: Level) -> Plan:
+    usable = cfg.mram_bytes - cfg.mram_reserve
+    pim = [t for t in range(len(specs)) if t not in on_cpu]
+    tables = [TablePlan(specs[t], "cpu", cfg.value_mode) for t in range(len(specs))]
+    cpu_units = sum(accesses[t].lookups * specs[t].dim / cfg.cost.cpu.ref_dim for t in on_cpu)
+    plan = Plan(level.value, cfg.nr_dpus, cfg.dpus_per_rank, cfg.mram_bytes, cfg.mram_reserve, cfg.batch_size,
+                tables, [], notes={"expected_cpu_units": cpu_units, "expected_lookups_pim": 0.0})
+    if not pim:
+        plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
+        return plan
+    acc_pim = [accesses[t] for t in pim]
+    coster = _coster(cfg, acc_pim)
+    # target tile load: an even share of the cheapest total, tiles_per_dpu tiles per DPU; twice
+    # (the replicas chosen change the total a little).
+    target = math.inf
+    for _ in range(2):
+        opts = _choose_options(acc_pim, target, coster, cfg, usable, level)
+        target = sum(o.load for o in opts) / (cfg.nr_dpus * cfg.tiles_per_dpu)
+    opts = _choose_options(acc_pim, target, coster, cfg, usable, level)
+
+    groups = _Groups()
+    for opt, t in zip(opts, pim):
+        acc = accesses[t]
+        group, local = _materialise(opt, acc, usable, level)
+        n_groups = int(group.max()) + 1
+        real = np.bincount(group, weights=acc.real, minlength=n_groups)
+        planned = np.bincount(group, weights=acc.planning, minlength=n_groups)
+        one = sum(coster(planned, _bags_touching(planned, cfg.batch_size), s, w)
+                  for s, w in zip(opt.stride, np.diff(opt.col_bounds)))
+        if level is Level.UNIFORM:     # one replica count for the table: popularity is not known
+            replicas = np.full(n_groups, opt.replicas)
+        else:
+            replicas = np.clip(np.ceil(one / target), 1, cfg.nr_dpus)
+        groups.add(t, opt, np.bincount(group, minlength=n_groups), real, planned, replicas.astype(np.int64))
+        tp = tables[t]
+        tp.placement = "pim"
+        tp.col_bounds = list(opt.col_bounds)
+        tp.row_group, tp.row_local = group, local
+        if acc.cache_ptr is not None:
+            tp.cache_ptr, tp.cache_rows = acc.cache_ptr, acc.cache_rows
+            tp.row_cache = np.full(specs[t].rows, -1, np.int32)
+            tp.row_cache[acc.cache_rows] = np.repeat(np.arange(len(acc.cache_ptr) - 1), np.diff(acc.cache_ptr))
+    plan.tiles = groups.place(tables, coster, cfg, usable)
+    plan.notes.update({
+        "expected_lookups_pim": float(sum(accesses[t].lookups for t in pim)),
+        "expected_cache_hits": float(sum(accesses[t].cache_hits for t in pim)),
+        "target_tile_load_s": target,
+    })
+    plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
+    return plan
+
+
+class _Groups:
+    """Row groups of all PIM tables and their tiles while they are placed on DPUs."""
+
+    def __init__(self) -> None:
+        self.table: list[int] = []
+        self.local: list[int] = []
+        self.bounds: list[list[int]] = []
+        self.size: list[int] = []
+        self.real: list[float] = []
+        self.planned: list[float] = []
+        self.replicas: list[int] = []
+
+    def add(self, t: int, opt: _Option, size: np.ndarray, real: np.ndarray, planned: np.ndarray,
+            replicas: np.ndarray) -> None:
+        for g in range(len(size)):
+            self.table.append(t)
+            self.local.append(g)
+            self.bounds.append(opt.col_bounds)
+            self.size.append(int(size[g]))
+            self.real.append(float(real[g]))
+            self.planned.append(float(planned[g]))
+            self.replicas.append(int(replicas[g]))
+
+    def _slice_loads(self, gid: int, k: int, coster: _TileCoster, batch: int) -> list[float]:
+        p = self.planned[gid]
+        bags = _bags_touching(p, batch, k)
+        b = self.bounds[gid]
+        return [float(coster(p / k, bags, _stride(b1 - b0), b1 - b0)) for b0, b1 in zip(b, b[1:])]
+
+    def place(self, tables: list[TablePlan], coster: _TileCoster, cfg: PlannerConfig, usable: int) -> list[Tile]:
+        """LPT, then extra replicas for the groups on the slowest DPU, then moves/swaps; returns
+        the tiles with DPU and MRAM offset, and fills the tables' group arrays."""
+        batch = cfg.batch_size
+        t_group, t_slice, t_load, t_bytes = [], [], [], []
+        for gid, k in enumerate(self.replicas):
+            loads = self._slice_loads(gid, k, coster, batch)
+            b = self.bounds[gid]
+            for _ in range(k):
+                for j in range(len(b) - 1):
+                    t_group.append(gid)
+                    t_slice.append(j)
+                    t_load.append(loads[j])
+                    t_bytes.append(self.size[gid] * _stride(b[j + 1] - b[j]))
+        load = np.array(t_load)
+        nbytes = np.array(t_bytes, np.int64)
+        dpu = np.full(len(load), -1, np.int64)
+        failed = _lpt_tiles(np.lexsort((-nbytes, -load)), load, nbytes, cfg.nr_dpus, usable, dpu)
+        if failed >= 0:
+            gid = t_group[failed]
+            raise CapacityError(f"no DPU has {nbytes[failed]} B free for a tile of table #{self.table[gid]} "
+                                f"(group {self.local[gid]}); tiles total {nbytes.sum() / 2**30:.2f} GiB on "
+                                f"{cfg.nr_dpus} DPUs x {usable} B")
+        _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
+        load, nbytes, dpu, t_group, t_slice = self._add_replicas(load, nbytes, dpu, np.array(t_group),
+                                                                 np.array(t_slice), coster, cfg, usable)
+        _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
+        return self._tiles(tables, dpu, nbytes, t_group, t_slice, batch, cfg.nr_dpus)
+
+    def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, coster, cfg, usable):
+        """While it lowers the slowest DPU, give one of its groups another replica (placed on the
+        least-loaded DPUs with room): evens out what LPT's tile granularity leaves."""
+        n = cfg.nr_dpus
+        dpu_load = np.bincount(dpu, weights=load, minlength=n)
+        free = usable - np.bincount(dpu, weights=nbytes, minlength=n).astype(np.int64)
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(t_group):
+            members.setdefault(int(g), []).append(i)
+        load, nbytes, dpu = list(load), list(nbytes), list(dpu)
+        t_group, t_slice = list(t_group), list(t_slice)
+        for _ in range(4 * n):
+            hi = int(np.argmax(dpu_load))
+            peak = dpu_load[hi]
+            on_hi = [i for i in range(len(dpu)) if dpu[i] == hi]
+            accepted = False
+            for i in sorted(on_hi, key=lambda i: -load[i])[:4]:
+                gid = t_group[i]
+                k = self.replicas[gid]
+                if k >= n:
+                    continue
+                new = self._slice_loads(gid, k + 1, coster, cfg.batch_size)
+                trial = dpu_load.copy()
+                trial_free = free.copy()
+                for m in members[gid]:
+                    trial[dpu[m]] += new[t_slice[m]] - load[m]
+                extra = []
+                b = self.bounds[gid]
+                for j in range(len(b) - 1):
+                    size = self.size[gid] * _stride(b[j + 1] - b[j])
+                    room = np.flatnonzero(trial_free >= size)
+                    if room.size == 0:
+                        break
+                    d = int(room[np.argmin(trial[room])])
+                    trial[d] += new[j]
+                    trial_free[d] -= size
+                    extra.append((d, j, size))
+                if len(extra) != len(b) - 1 or trial.max() >= peak * (1 - 1e-9):
+                    continue
+                for m in members[gid]:
+                    load[m] = new[t_slice[m]]
+                for d, j, size in extra:
+                    members[gid].append(len(load))
+                    load.append(new[j])
+                    nbytes.append(size)
+                    dpu.append(d)
+                    t_group.append(gid)
+                    t_slice.append(j)
+                self.replicas[gid] = k + 1
+                dpu_load, free = trial, trial_free
+                accepted = True
+                break
+            if not accepted:
+                break
+        return (np.array(load), np.array(nbytes, np.int64), np.array(dpu, np.int64),
+                np.array(t_group), np.array(t_slice))
+
+    def _tiles(self, tables, dpu, nbytes, t_group, t_slice, batch, nr_dpus) -> list[Tile]:
+        """Tile objects in (group, replica, slice) order; group arrays of the tables; MRAM offsets."""
+        order = np.lexsort((t_slice, t_group))
+        tiles: list[Tile] = []
+        rep_seen: dict[tuple[int, int], int] = {}
+        first_group = {}
+        for gid in range(len(self.table)):
+            first_group.setdefault(self.table[gid], gid)
+        for t, gid0 in first_group.items():
+            tp = tables[t]
+            n_groups = sum(1 for x in self.table if x == t)
+            reps = np.array(self.replicas[gid0:gid0 + n_groups], np.int32)
+            tp.group_replicas = reps
+            tp.group_ptr = np.concatenate([[0], np.cumsum(reps.astype(np.int64) * tp.n_slices)])
+            tp.group_tiles = np.empty(int(tp.group_ptr[-1]), np.int32)
+        offset = np.zeros(nr_dpus, np.int64)
+        for i in order:
+            gid, j = int(t_group[i]), int(t_slice[i])
+            t, g = self.table[gid], self.local[gid]
+            tp = tables[t]
+            rep = rep_seen.get((gid, j), 0)
+            rep_seen[(gid, j)] = rep + 1
+            k = self.replicas[gid]
+            b0, b1 = tp.col_bounds[j], tp.col_bounds[j + 1]
+            tp.group_tiles[tp.group_ptr[g] + rep * tp.n_slices + j] = len(tiles)
+            tiles.append(Tile(t, g, rep, b0, b1, self.size[gid], _stride(b1 - b0), int(dpu[i]), int(offset[dpu[i]]),
+                              expected_reads=self.real[gid] / k,
+                              expected_bags=float(_bags_touching(self.real[gid], batch, k))))
+            offset[dpu[i]] += nbytes[i]
+        return tiles
+
+
+def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: PlannerConfig) -> set[int]:
+    """Greedily move the table whose move to the CPU lowers the modelled latency most."""
+    tile_table = np.array([t.table for t in plan.tiles])
+    reads = np.array([t.expected_reads for t in plan.tiles])
+    bags = np.array([t.expected_bags for t in plan.tiles])
+    on_cpu: set[int] = set()
+    ref = cfg.cost.cpu.ref_dim
+
+    def total(cpu_set: set[int]) -> float:
+        keep = ~np.isin(tile_table, list(cpu_set))
+        lookups = sum(a.lookups for t, a in enumerate(accesses) if t not in cpu_set)
+        units = sum(a.lookups * a.spec.dim / ref for t, a in enumerate(accesses) if t in cpu_set)
+        work = plan.work_from_tile_counts(reads * keep, bags * keep, host_lookups=int(lookups),
+                                          cpu_lookup_units=units)
+        return cfg.cost.stages(work).total
+
+    best = total(on_cpu)
+    while True:
+        trials = {t: total(on_cpu | {t}) for t in range(len(accesses)) if t not in on_cpu}
+        if not trials:
+            break
+        t, value = min(trials.items(), key=lambda kv: kv[1])
+        if value >= best:
+            break
+        on_cpu.add(t)
+        best = value
+    return on_cpu

@@ -1,0 +1,436 @@
+"""A placement plan of embedding tables on DPUs: plain data, saved as JSON + .npz, versioned.
+
+What an executor needs, per table placed on the DPUs (``TablePlan.placement == "pim"``):
+
+* ``col_bounds``: the table's columns are cut into slices ``[col_bounds[j], col_bounds[j+1])``.
+* rows are grouped: ``row_group[r]`` is the group of row ``r`` and ``row_local[r]`` its row number
+  inside every tile of that group. Rows ``num_rows .. num_rows + n_cache - 1`` are *cache rows*:
+  cache row ``num_rows + e`` holds the sum of the rows ``cache_rows[cache_ptr[e]:cache_ptr[e+1]]``
+  (``row_cache[r]`` = the entry row ``r`` belongs to, or -1; entries are disjoint).
+* group ``g`` has ``group_replicas[g]`` replicas; its tiles are
+  ``group_tiles[group_ptr[g] + replica * n_slices + slice]`` (indices into ``Plan.tiles``).
+* a :class:`Tile` says on which DPU it lives, at which MRAM offset (bytes from the start of the
+  table region, which is ``[0, Plan.table_region_bytes)``; the kernel's I/O buffers live above it),
+  and its row stride (bytes, multiple of 8). Local row ``l`` of a tile is at
+  ``mram_offset + l * row_stride`` and holds columns ``col_start .. col_stop-1`` of that row.
+
+Routing one bag ``b`` (its index within the batch) of a PIM table (see :meth:`Plan.route`):
+
+1. cache substitution: for every cache entry all of whose member rows occur in the bag, one
+   occurrence of each member is replaced by the entry's single cache row;
+2. each remaining row ``r`` goes to group ``g = row_group[r]``, replica ``b % group_replicas[g]``,
+   and to every column slice of it; the DPU adds the rows of the bag that reach a tile into one
+   partial sum per (tile, bag), and the host adds the partials into ``out[b, col_start:col_stop]``.
+
+Weighted bags and MAX pooling never get cache entries (a pre-summed row cannot carry
+per-sample weights or a max). Tables with ``placement == "cpu"`` stay on the host.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+
+from updlrm.errors import InvalidInputError
+
+from .cost_model import BatchWork, CostModel, StageTimes
+
+PLAN_FORMAT = "updlrm.pim_plan"
+PLAN_VERSION = 1
+VALUE_BYTES = 4     # fp32 and int32 values both take 4 bytes in MRAM
+
+# arrays of a TablePlan that live in the .npz, not the JSON
+_TABLE_ARRAYS = ("row_group", "row_local", "group_replicas", "group_ptr", "group_tiles",
+                 "cache_ptr", "cache_rows", "row_cache")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the planner needs to know of a table (an ``EmbeddingTable`` without its weights)."""
+
+    name: str
+    rows: int
+    dim: int
+    dtype: str = "float32"
+    pooling: str = "sum"
+    weighted: bool = False
+
+    @classmethod
+    def of(cls, table: Any) -> "TableSpec":
+        """From an :class:`~updlrm.tables.EmbeddingTable` (or another ``TableSpec``)."""
+        if isinstance(table, TableSpec):
+            return table
+        pooling = getattr(table.pooling, "value", table.pooling)
+        return cls(table.name, int(table.rows), int(table.dim), str(np.dtype(table.weight.dtype)),
+                   str(pooling), bool(table.weighted))
+
+
+@dataclass
+class Tile:
+    """A block of one table (a row group's replica x a column slice) stored on one DPU.
+
+    ``expected_reads`` / ``expected_bags`` are the planner's expectations per reference batch
+    (rows read, partial sums written).
+    """
+
+    table: int
+    group: int
+    replica: int
+    col_start: int
+    col_stop: int
+    num_rows: int
+    row_stride: int
+    dpu: int = -1
+    mram_offset: int = -1
+    expected_reads: float = 0.0
+    expected_bags: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return self.col_stop - self.col_start
+
+    @property
+    def nbytes(self) -> int:
+        return self.num_rows * self.row_stride
+
+
+@dataclass
+class TablePlan:
+    """Placement of one table; see the module docstring for the meaning of the arrays."""
+
+    spec: TableSpec
+    placement: str                    # "pim" or "cpu"
+    value_mode: str = "fp32"          # "fp32" (soft-float adds) or "int32" (fixed point)
+    col_bounds: list[int] = field(default_factory=list)
+    row_group: np.ndarray | None = None      # [rows + n_cache] int32
+    row_local: np.ndarray | None = None      # [rows + n_cache] int32
+    group_replicas: np.ndarray | None = None  # [n_groups] int32
+    group_ptr: np.ndarray | None = None       # [n_groups + 1] int64
+    group_tiles: np.ndarray | None = None     # [sum replicas x slices] int32
+    cache_ptr: np.ndarray | None = None       # [n_cache + 1] int64
+    cache_rows: np.ndarray | None = None      # member rows of every cache entry
+    row_cache: np.ndarray | None = None       # [rows] int32, entry of each row or -1 (None: no cache)
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.col_bounds) - 1
+
+    @property
+    def n_cache(self) -> int:
+        return 0 if self.cache_ptr is None else len(self.cache_ptr) - 1
+
+    @property
+    def n_groups(self) -> int:
+        return 0 if self.group_replicas is None else len(self.group_replicas)
+
+
+@dataclass
+class Routed:
+    """Where one table's lookups of a batch go: one entry per (row read, column slice)."""
+
+    tile: np.ndarray       # int32 tile id
+    local_row: np.ndarray  # int32 row within the tile
+    bag: np.ndarray        # int32 bag within the batch
+    cache_hits: int        # cache entries used (each replaced >= 2 reads by one)
+    reads_saved: int       # row reads (per column slice) the cache saved
+
+
+@dataclass
+class Plan:
+    """Where every table lives on a set of DPUs, and what the planner expects of it."""
+
+    level: str
+    nr_dpus: int
+    dpus_per_rank: int
+    mram_bytes: int
+    mram_reserve: int
+    batch_size: int
+    tables: list[TablePlan]
+    tiles: list[Tile]
+    predicted: dict[str, float] = field(default_factory=dict)   # MODELLED seconds per stage
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table_region_bytes(self) -> int:
+        """Bytes of MRAM per DPU that tiles may use (the rest is the kernel's I/O reserve)."""
+        return self.mram_bytes - self.mram_reserve
+
+    # ------------------------------------------------------------------ checks
+    def check(self, tables: Sequence[Any]) -> None:
+        """Raise :class:`InvalidInputError` unless ``tables`` (EmbeddingTable or TableSpec) are the
+        tables this plan was made for (names, shapes, dtypes, pooling, weighting, order)."""
+        if len(tables) != len(self.tables):
+            raise InvalidInputError(f"plan is for {len(self.tables)} tables, the model has {len(tables)}")
+        for i, (tp, table) in enumerate(zip(self.tables, tables)):
+            got, want = TableSpec.of(table), tp.spec
+            for fld in ("name", "rows", "dim", "dtype", "pooling", "weighted"):
+                if getattr(got, fld) != getattr(want, fld):
+                    raise InvalidInputError(f"table #{i} ({want.name!r}): plan has {fld}={getattr(want, fld)!r}, "
+                                            f"the model has {fld}={getattr(got, fld)!r}")
+
+    def validate(self) -> None:
+        """Internal consistency: every row mapped once, tiles inside MRAM and not overlapping,
+        group/tile tables coherent. Raises :class:`InvalidInputError` naming what is wrong."""
+        region = self.table_region_bytes
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for i, tile in enumerate(self.tiles):
+            if not 0 <= tile.dpu < self.nr_dpus:
+                raise InvalidInputError(f"tile {i}: DPU {tile.dpu} outside 0..{self.nr_dpus - 1}")
+            if tile.row_stride % 8 or tile.mram_offset % 8 or tile.mram_offset < 0:
+                raise InvalidInputError(f"tile {i}: offset {tile.mram_offset} / stride {tile.row_stride} not 8-aligned")
+            if tile.mram_offset + tile.nbytes > region:
+                raise InvalidInputError(f"tile {i}: ends at {tile.mram_offset + tile.nbytes} B, past the "
+                                        f"{region} B table region of DPU {tile.dpu}")
+            spans.setdefault(tile.dpu, []).append((tile.mram_offset, tile.mram_offset + tile.nbytes))
+        for dpu, sp in spans.items():
+            sp.sort()
+            for (a0, a1), (b0, _) in zip(sp, sp[1:]):
+                if b0 < a1:
+                    raise InvalidInputError(f"DPU {dpu}: tiles overlap at MRAM offset {b0}")
+        for t, tp in enumerate(self.tables):
+            if tp.placement != "pim":
+                continue
+            name = tp.spec.name
+            n_all = tp.spec.rows + tp.n_cache
+            if tp.row_group.shape != (n_all,) or tp.row_local.shape != (n_all,):
+                raise InvalidInputError(f"table {name!r}: row maps must have {n_all} entries")
+            if tp.col_bounds[0] != 0 or tp.col_bounds[-1] != tp.spec.dim or np.any(np.diff(tp.col_bounds) <= 0):
+                raise InvalidInputError(f"table {name!r}: bad column bounds {tp.col_bounds}")
+            sizes = np.bincount(tp.row_group, minlength=tp.n_groups)
+            # (group, local) pairs must be a bijection onto 0..size_g-1 within every group
+            key = tp.row_group.astype(np.int64) * n_all + tp.row_local
+            if np.unique(key).size != n_all or np.any(tp.row_local < 0) or np.any(tp.row_local >= sizes[tp.row_group]):
+                raise InvalidInputError(f"table {name!r}: row_local is not a numbering of each group's rows")
+            expect_ptr = np.concatenate([[0], np.cumsum(tp.group_replicas.astype(np.int64) * tp.n_slices)])
+            if not np.array_equal(tp.group_ptr, expect_ptr) or len(tp.group_tiles) != expect_ptr[-1]:
+                raise InvalidInputError(f"table {name!r}: group_ptr does not match group_replicas")
+            for g in range(tp.n_groups):
+                for rep in range(int(tp.group_replicas[g])):
+                    for j in range(tp.n_slices):
+                        tile = self.tiles[int(tp.group_tiles[tp.group_ptr[g] + rep * tp.n_slices + j])]
+                        if (tile.table, tile.group, tile.replica) != (t, g, rep) or \
+                           (tile.col_start, tile.col_stop) != (tp.col_bounds[j], tp.col_bounds[j + 1]) or \
+                           tile.num_rows != sizes[g]:
+                            raise InvalidInputError(f"table {name!r}: tile of group {g} replica {rep} slice {j} "
+                                                    f"does not describe that block")
+
+    # ------------------------------------------------------------------ routing
+    def route(self, table: int, indices: np.ndarray, offsets: np.ndarray) -> Routed:
+        """Route one table's bags (``offsets`` in ``B+1`` form) as an executor must (module doc)."""
+        tp = self.tables[table]
+        if tp.placement != "pim":
+            raise InvalidInputError(f"table {tp.spec.name!r} is CPU-resident in this plan")
+        idx = np.ascontiguousarray(indices, dtype=np.int64)
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        n_cache = tp.n_cache
+        row_cache = tp.row_cache if tp.row_cache is not None else np.full(1, -1, np.int32)
+        cache_ptr = tp.cache_ptr if tp.cache_ptr is not None else np.zeros(1, np.int64)
+        cache_rows = tp.cache_rows if tp.cache_rows is not None else np.zeros(0, np.int64)
+        cap = idx.size * tp.n_slices
+        tile = np.empty(cap, np.int32)
+        local = np.empty(cap, np.int32)
+        bag = np.empty(cap, np.int32)
+        m, hits, saved = _route(idx, off, tp.spec.rows, n_cache > 0, row_cache, cache_ptr, cache_rows,
+                                tp.row_group, tp.row_local, tp.group_replicas, tp.group_ptr,
+                                tp.group_tiles, tp.n_slices, tile, local, bag)
+        return Routed(tile[:m], local[:m], bag[:m], int(hits), int(saved) * tp.n_slices)
+
+    def tile_image(self, tile_id: int, weight: np.ndarray) -> np.ndarray:
+        """The rows of a tile as the executor writes them to MRAM (float32 ``[num_rows, width]``,
+        cache rows as the sums of their members), before any integer quantisation."""
+        tile = self.tiles[tile_id]
+        tp = self.tables[tile.table]
+        rows = np.flatnonzero(tp.row_group == tile.group)
+        order = np.empty(len(rows), np.int64)
+        order[tp.row_local[rows]] = rows
+        out = np.empty((len(rows), tile.width), np.float32)
+        base = order < tp.spec.rows
+        cols = slice(tile.col_start, tile.col_stop)
+        out[base] = weight[order[base], cols]
+        for pos in np.flatnonzero(~base):
+            e = int(order[pos]) - tp.spec.rows
+            members = tp.cache_rows[tp.cache_ptr[e]:tp.cache_ptr[e + 1]]
+            out[pos] = weight[members, cols].astype(np.float64).sum(axis=0)
+        return out
+
+    # ------------------------------------------------------------------ work and time
+    def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_lookups: int,
+                              cpu_lookup_units: float) -> BatchWork:
+        """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written."""
+        n = self.nr_dpus
+        value_mode = self.tables[self.tiles[0].table].value_mode if self.tiles else "fp32"
+        work = BatchWork.zeros(n, value_mode)
+        if self.tiles:
+            dpu = np.array([t.dpu for t in self.tiles])
+            stride = np.array([t.row_stride for t in self.tiles], np.float64)
+            width = np.array([t.width for t in self.tiles], np.float64)
+            calls = np.ceil(stride / 2048)
+            acc = lambda x: np.bincount(dpu, weights=x, minlength=n).astype(np.float64)  # noqa: E731
+            work.dma_read_calls = acc(reads * calls)
+            work.dma_read_bytes = acc(reads * stride)
+            work.dma_write_calls = acc(bags * calls)
+            work.dma_write_bytes = acc(bags * stride)
+            work.rows = acc(reads)
+            work.elements = acc(reads * width)
+            work.bags = acc(bags)
+            # one packed push: 4-byte local row per read, 4-byte offset per partial, 8-byte tile header
+            work.push_bytes = acc(reads * 4.0 + bags * 4.0 + 8.0)
+            work.pull_bytes = acc(bags * stride)
+        work.host_lookups = host_lookups
+        work.cpu_lookup_units = cpu_lookup_units
+        return work
+
+    def work(self, indices: Sequence[np.ndarray], offsets: Sequence[np.ndarray],
+             ref_dim: int = 64) -> tuple[BatchWork, dict[str, int]]:
+        """Route a whole batch (per-table indices and ``B+1`` offsets); returns the per-DPU work
+        and cache statistics (``reads``: row reads per column slice after the cache,
+        ``reads_saved``, ``cache_hits``)."""
+        nt = len(self.tables)
+        reads = np.zeros(len(self.tiles))
+        bags = np.zeros(len(self.tiles))
+        host_lookups = 0
+        cpu_units = 0.0
+        stats = {"reads": 0, "reads_saved": 0, "cache_hits": 0}
+        for t in range(nt):
+            tp = self.tables[t]
+            n_idx = len(indices[t])
+            if tp.placement != "pim":
+                cpu_units += n_idx * tp.spec.dim / ref_dim
+                continue
+            host_lookups += n_idx
+            r = self.route(t, indices[t], offsets[t])
+            reads += np.bincount(r.tile, minlength=len(self.tiles))
+            pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
+            bags += np.bincount(pairs // (len(offsets[t]) + 1), minlength=len(self.tiles))
+            stats["reads"] += len(r.tile)
+            stats["reads_saved"] += r.reads_saved
+            stats["cache_hits"] += r.cache_hits
+        return self.work_from_tile_counts(reads, bags, host_lookups=host_lookups, cpu_lookup_units=cpu_units), stats
+
+    def expected_work(self, ref_dim: int = 64) -> BatchWork:
+        """Per-DPU work of the reference batch as the planner expects it (from the profile)."""
+        reads = np.array([t.expected_reads for t in self.tiles])
+        bags = np.array([t.expected_bags for t in self.tiles])
+        lookups = float(self.notes.get("expected_lookups_pim", 0.0))
+        cpu_units = float(self.notes.get("expected_cpu_units", 0.0))
+        return self.work_from_tile_counts(reads, bags, host_lookups=int(lookups), cpu_lookup_units=cpu_units)
+
+    def predict(self, cost: CostModel | None = None) -> StageTimes:
+        """MODELLED stage times of the reference batch."""
+        return (cost or CostModel()).stages(self.expected_work())
+
+    def mram_used(self) -> np.ndarray:
+        """Bytes of table region used per DPU."""
+        used = np.zeros(self.nr_dpus, np.int64)
+        for t in self.tiles:
+            used[t.dpu] = max(used[t.dpu], t.mram_offset + t.nbytes)
+        return used
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.json`` (everything but the big arrays) and ``<path>.npz`` (row maps)."""
+        base = Path(path)
+        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
+        arrays = {}
+        tables_meta = []
+        for i, tp in enumerate(self.tables):
+            tables_meta.append({"spec": asdict(tp.spec), "placement": tp.placement,
+                                "value_mode": tp.value_mode, "col_bounds": list(map(int, tp.col_bounds))})
+            for name in _TABLE_ARRAYS:
+                arr = getattr(tp, name)
+                if arr is not None:
+                    arrays[f"t{i}_{name}"] = arr
+        meta = {"format": PLAN_FORMAT, "version": PLAN_VERSION, "level": self.level, "nr_dpus": self.nr_dpus,
+                "dpus_per_rank": self.dpus_per_rank, "mram_bytes": self.mram_bytes,
+                "mram_reserve": self.mram_reserve, "batch_size": self.batch_size,
+                "predicted_modelled_s": self.predicted, "notes": self.notes,
+                "tables": tables_meta, "tiles": [asdict(t) for t in self.tiles]}
+        np.savez_compressed(npz_path, **arrays)
+        json_path.write_text(json.dumps(meta, indent=1, default=_json_default))
+        return json_path, npz_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        """Read a plan written by :meth:`save` (and check its internal consistency)."""
+        base = Path(path)
+        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
+        meta = json.loads(json_path.read_text())
+        if meta.get("format") != PLAN_FORMAT:
+            raise InvalidInputError(f"{json_path}: not a PIM plan (format {meta.get('format')!r})")
+        if meta.get("version") != PLAN_VERSION:
+            raise InvalidInputError(f"{json_path}: plan version {meta.get('version')} is not supported "
+                                    f"(this updlrm reads version {PLAN_VERSION})")
+        tables = []
+        with np.load(npz_path) as z:
+            for i, tm in enumerate(meta["tables"]):
+                arrays = {name: z[f"t{i}_{name}"] for name in _TABLE_ARRAYS if f"t{i}_{name}" in z}
+                tables.append(TablePlan(TableSpec(**tm["spec"]), tm["placement"], tm["value_mode"],
+                                        tm["col_bounds"], **arrays))
+        plan = cls(meta["level"], meta["nr_dpus"], meta["dpus_per_rank"], meta["mram_bytes"], meta["mram_reserve"],
+                   meta["batch_size"], tables, [Tile(**t) for t in meta["tiles"]],
+                   meta["predicted_modelled_s"], meta["notes"])
+        plan.validate()
+        return plan
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+@numba.njit(cache=True, nogil=True)
+def _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group, row_local,
+           group_replicas, group_ptr, group_tiles, n_slices, out_tile, out_local, out_bag):
+    n_cache = cache_ptr.shape[0] - 1
+    member_stamp = np.zeros(max(cache_rows.shape[0], 1), np.int64)   # member seen in this bag
+    member_used = np.zeros(max(cache_rows.shape[0], 1), np.int64)    # member consumed by its entry
+    entry_stamp = np.zeros(max(n_cache, 1), np.int64)
+    entry_count = np.zeros(max(n_cache, 1), np.int64)
+    entry_emitted = np.zeros(max(n_cache, 1), np.int64)
+    m = 0
+    hits = 0
+    saved = 0
+    for b in range(off.shape[0] - 1):
+        stamp = b + 1
+        if use_cache:
+            for i in range(off[b], off[b + 1]):
+                e = row_cache[idx[i]]
+                if e >= 0:
+                    if entry_stamp[e] != stamp:
+                        entry_stamp[e] = stamp
+                        entry_count[e] = 0
+                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
+                        if cache_rows[p] == idx[i] and member_stamp[p] != stamp:
+                            member_stamp[p] = stamp
+                            entry_count[e] += 1
+        for i in range(off[b], off[b + 1]):
+            r = idx[i]
+            if use_cache:
+                e = row_cache[r]
+                if e >= 0 and entry_stamp[e] == stamp and entry_count[e] == cache_ptr[e + 1] - cache_ptr[e]:
+                    consumed = False
+                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
+                        if cache_rows[p] == r and member_used[p] != stamp:
+                            member_used[p] = stamp
+                            consumed = True
+                    if consumed:
+                        if entry_emitted[e] == stamp:
+                            saved += 1
+                            continue
+                        entry_emitted[e] = stamp
+                        hits += 1
+                        r = num_rows + e
+            g = row_group[r]
+            rep = b % group_replicas[g]
+            base = group_ptr[g] + rep * n_slices
+            for j in range(n_slices):
+                out_tile[m] = group_tiles[base + j]
+                out_local[m] = row_local[r]
+                out_bag[m] = b
+                m += 1
+    return m, hits, saved
