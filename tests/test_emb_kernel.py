@@ -1,0 +1,285 @@
+"""The embedding-bag DPU kernel (pim/kernels/emb_bag.c) on the emulator, against NumPy twins.
+
+float32 results must be bit-identical to a sequential float32 sum in bag order; integer modes
+must equal the exact integer pooling of the stored values and stay within the documented bound
+of the true (float64) pooling of the original table; overflow must raise.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from updlrm.errors import CapacityError, InvalidInputError
+from updlrm.pim import _emb_pack
+from updlrm.pim.emb_host import (EmbKernelRunner, FixedPointOverflowError, KernelError,
+                                 MRAM_HEAP_SYMBOL, PoolOp, ValueMode, int_error_bound,
+                                 make_tile, mean_from_sum)
+from updlrm.pim.kernels import KERNEL_DIR
+
+_dpu = pytest.importorskip("updlrm.pim._dpu")
+DpuSet = _dpu.DpuSet
+INT32_MAX = 2**31 - 1
+
+
+# --- NumPy twins --------------------------------------------------------------------------------
+
+def random_bags(rng, n_bags, n_rows, max_len, empty_share=0.15):
+    """CSR bags with lengths 0..max_len (some forced empty) over rows 0..n_rows-1."""
+    lengths = rng.integers(1, max_len + 1, size=n_bags)
+    lengths[rng.random(n_bags) < empty_share] = 0
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = rng.integers(0, n_rows, size=offsets[-1]).astype(np.int64)
+    weights = rng.uniform(-2.0, 2.0, size=offsets[-1]).astype(np.float32)
+    return offsets, indices, weights
+
+
+def pool_sequential(values, op, offsets, indices, weights):
+    """Pool bags over ``values`` (any dtype) adding rows one after another in bag order.
+
+    With float32 values every add (and weight product) is rounded to float32, exactly as the
+    kernel's sequential float32 accumulation; with int64 values it is the exact integer pooling.
+    """
+    lengths = np.diff(offsets)
+    acc = np.zeros((lengths.size, values.shape[1]), dtype=values.dtype)
+    for k in range(int(lengths.max(initial=0))):
+        bags = np.flatnonzero(lengths > k)
+        pos = offsets[bags] + k
+        rows = values[indices[pos]]
+        if op == PoolOp.SUM:
+            acc[bags] = acc[bags] + rows
+        elif op == PoolOp.WSUM:
+            acc[bags] = acc[bags] + weights[pos][:, None] * rows
+        else:
+            acc[bags] = rows if k == 0 else np.maximum(acc[bags], rows)
+    return acc
+
+
+def quantised_weights(tile, offsets, indices, weights):
+    """The int weights and their scale for one job, per the documented rule (module emb_host)."""
+    lengths = np.diff(offsets)
+    levels = min(32767, max(1, INT32_MAX // (max(tile.qmax, 1) * max(int(lengths.max(initial=0)), 1))))
+    wmax = float(np.max(np.abs(weights[offsets[0]:offsets[-1]]), initial=0.0))
+    scale = wmax / levels if wmax > 0 else 1.0
+    return np.rint(weights.astype(np.float64) / scale).astype(np.int64), scale
+
+
+def expected(tile, op, offsets, indices, weights):
+    """What the kernel + host must return for one job on ``tile``."""
+    if tile.mode == ValueMode.F32:
+        values = tile.data.view(np.float32)[:, : tile.n_cols]
+        return pool_sequential(values, op, offsets, indices, weights)
+    stored = tile.data.view(np.int8 if tile.mode == ValueMode.I8 else np.int32)[:, : tile.n_cols]
+    q = stored.astype(np.int64)
+    factor = tile.scale
+    if op == PoolOp.WSUM:
+        p, wscale = quantised_weights(tile, offsets, indices, weights)
+        factor *= wscale
+        acc = pool_sequential(q, op, offsets, indices, p)
+    else:
+        acc = pool_sequential(q, op, offsets, indices, None)
+    assert np.all(np.abs(acc) <= INT32_MAX), "test data must not overflow here"
+    return (acc * factor).astype(np.float32)
+
+
+# --- kernel binaries ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory):
+    """emb_bag built with NR_TASKLETS = 1, 11 and 16 by the emulator toolchain."""
+    out = tmp_path_factory.mktemp("emb_kernels")
+    built = {}
+    for tasklets in (1, 11, 16):
+        binary = out / f"emb_bag_{tasklets}.emu.so"
+        subprocess.run([sys.executable, "-m", "updlrm.pim.toolchain", "cc", "-O2",
+                        f"-DNR_TASKLETS={tasklets}", "-o", str(binary),
+                        str(KERNEL_DIR / "emb_bag.c")], check=True)
+        built[tasklets] = str(binary)
+    return built
+
+
+def one_job_run(kernel, tile, op, offsets, indices, weights, n_dpus=1, **caps):
+    with DpuSet(n_dpus) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernel, **caps)
+        (pl,) = runner.load_tile(tile, [0])
+        return runner.run_batch([pl], op, [0, offsets.size - 1], offsets, indices, weights)[0]
+
+
+def assert_same_bits(actual, wanted):
+    np.testing.assert_array_equal(np.ascontiguousarray(actual).view(np.uint32),
+                                  np.ascontiguousarray(wanted).view(np.uint32))
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_dpus,tasklets", [(1, 1), (8, 11), (64, 16)])
+def test_every_mode_and_op_matches_numpy(kernels, n_dpus, tasklets):
+    rng = np.random.default_rng(n_dpus * 100 + tasklets)
+    table = rng.normal(0.0, 0.5, size=(40, 13)).astype(np.float32)  # 13 columns: padded stride
+    tiles = [make_tile(table, mode) for mode in ValueMode]
+    offsets, indices, weights = random_bags(rng, n_dpus * 45, table.shape[0], max_len=7)
+    n_bags = offsets.size - 1
+    with DpuSet(n_dpus) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[tasklets])
+        placement = {mode: runner.load_tile(tile, range(n_dpus)) for mode, tile in zip(ValueMode, tiles)}
+        # every DPU gets one job per (mode, op), each on its own slice of the bags
+        jobs = [(mode, op, d) for d in range(n_dpus) for mode in ValueMode for op in PoolOp]
+        bag_ptr = np.linspace(0, n_bags, len(jobs) + 1).astype(np.int64)
+        results = runner.run_batch([placement[m][d] for m, _, d in jobs], [op for _, op, _ in jobs],
+                                   bag_ptr, offsets, indices, weights)
+    for j, (mode, op, _) in enumerate(jobs):
+        lo, hi = bag_ptr[j], bag_ptr[j + 1]
+        job_offsets = offsets[lo:hi + 1]
+        tile = tiles[mode]
+        want = expected(tile, op, job_offsets, indices, weights)
+        if mode == ValueMode.F32:
+            assert_same_bits(results[j], want)
+            continue
+        np.testing.assert_array_equal(results[j], want)
+        truth = pool_sequential(table.astype(np.float64), op, job_offsets, indices,
+                                weights.astype(np.float64))
+        lengths = np.diff(job_offsets)
+        if op == PoolOp.WSUM:
+            pos = [np.arange(a, b) for a, b in zip(job_offsets[:-1], job_offsets[1:])]
+            abs_w = np.array([np.abs(weights[p].astype(np.float64)).sum() for p in pos])
+            xmax = np.abs(tile.values()).max()
+            _, wscale = quantised_weights(tile, job_offsets, indices, weights)
+            bound = int_error_bound(tile, lengths, abs_weight_sums=abs_w,
+                                    abs_value_sums=lengths * xmax, weight_scale=wscale)
+        else:
+            bound = int_error_bound(tile, np.minimum(lengths, 1) if op == PoolOp.MAX else lengths)
+        slack = np.abs(truth) * 2.0**-23 + 1e-12  # the float32 rounding of the returned value
+        assert np.all(np.abs(results[j] - truth) <= bound[:, None] + slack)
+
+
+def test_mean_is_sum_divided_on_the_host(kernels):
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(30, 16)).astype(np.float32)
+    offsets, indices, weights = random_bags(rng, 50, 30, max_len=6)
+    sums = one_job_run(kernels[16], make_tile(table), PoolOp.SUM, offsets, indices, None)
+    ref = pool_sequential(table, PoolOp.SUM, offsets, indices, None)
+    lengths = np.diff(offsets)
+    want = np.where(lengths[:, None] > 0, ref / np.maximum(lengths, 1)[:, None].astype(np.float32), 0)
+    assert_same_bits(mean_from_sum(sums, lengths), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode,n_cols", [(ValueMode.F32, 600), (ValueMode.I8, 300), (ValueMode.I32, 129)])
+def test_wide_rows_are_pooled_in_column_chunks(kernels, mode, n_cols):
+    # 600 float32 columns = 2,400-byte rows: more than one DMA may move
+    rng = np.random.default_rng(n_cols)
+    table = rng.normal(size=(25, n_cols)).astype(np.float32)
+    tile = make_tile(table, mode)
+    offsets, indices, weights = random_bags(rng, 40, 25, max_len=5)
+    for op in PoolOp:
+        got = one_job_run(kernels[11], tile, op, offsets, indices, weights)
+        want = expected(tile, op, offsets, indices, weights)
+        assert_same_bits(got, want) if mode == ValueMode.F32 else np.testing.assert_array_equal(got, want)
+
+
+def test_batch_larger_than_wram_is_streamed(kernels):
+    # 160k indices + weights + 20k offsets: ~1.4 MB of request, 20x the DPU's WRAM
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(500, 16)).astype(np.float32)
+    offsets, indices, weights = random_bags(rng, 20_000, 500, max_len=15)
+    got = one_job_run(kernels[16], make_tile(table), PoolOp.WSUM, offsets, indices, weights,
+                      request_capacity=2 << 20, output_capacity=2 << 20)
+    assert_same_bits(got, pool_sequential(table, PoolOp.WSUM, offsets, indices, weights))
+
+
+def test_replicas_and_several_tiles_per_dpu(kernels):
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(64, 8)).astype(np.float32)
+    b = rng.normal(size=(33, 13)).astype(np.float32)
+    offsets, indices, weights = random_bags(rng, 60, 33, max_len=5)
+    with DpuSet(4) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[11])
+        pa = runner.load_tile(make_tile(a), [0, 1, 2, 3])          # replicated everywhere
+        pb = runner.load_tile(make_tile(b, ValueMode.I8), [2, 3])  # a second tile on DPUs 2, 3
+        placement = [pa[0], pa[3], pb[0], pa[2], pb[1]]
+        bag_ptr = [0, 10, 25, 30, 45, 60]
+        results = runner.run_batch(placement, PoolOp.SUM, bag_ptr, offsets, indices, weights)
+        assert list(runner.placements["dpu"]) == [0, 1, 2, 3, 2, 3]
+    for j, p in enumerate(placement):
+        tile = make_tile(a) if p in pa else make_tile(b, ValueMode.I8)
+        want = expected(tile, PoolOp.SUM, offsets[bag_ptr[j]:bag_ptr[j + 1] + 1], indices, weights)
+        np.testing.assert_array_equal(results[j], want)
+
+
+def test_async_batches_reuse_the_tiles(kernels):
+    rng = np.random.default_rng(9)
+    table = rng.normal(size=(50, 16)).astype(np.float32)
+    with DpuSet(8) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[16])
+        pl = runner.load_tile(make_tile(table), range(8))
+        for _ in range(3):
+            offsets, indices, weights = random_bags(rng, 80, 50, max_len=6)
+            bag_ptr = np.arange(0, 81, 10)
+            runner.submit(pl, PoolOp.SUM, bag_ptr, offsets, indices)
+            results = runner.collect()
+            got = np.concatenate(results)
+            assert_same_bits(got, pool_sequential(table, PoolOp.SUM, offsets, indices, None))
+
+
+def test_int32_overflow_raises(kernels):
+    table = np.full((4, 8), 1.0, dtype=np.float32)
+    tile = make_tile(table, ValueMode.I32, headroom=1)  # q = 2**31 - 1: any two rows overflow
+    offsets = np.array([0, 1, 3], dtype=np.int64)
+    indices = np.array([0, 1, 2], dtype=np.int64)
+    with pytest.raises(FixedPointOverflowError, match="bag 1"):
+        one_job_run(kernels[11], tile, PoolOp.SUM, offsets, indices, None)
+    weights = np.array([1.0, 1.0, 1.0], dtype=np.float32)
+    with pytest.raises(FixedPointOverflowError, match="bag 1"):
+        one_job_run(kernels[11], tile, PoolOp.WSUM, offsets, indices, weights)
+    # a single row fits: same tile, same kernel, no error
+    single = one_job_run(kernels[11], tile, PoolOp.SUM, offsets[:2], indices, None)
+    np.testing.assert_allclose(single, 1.0, rtol=1e-6)
+
+
+def test_kernel_flags_a_corrupt_request(kernels):
+    # the host packer rejects bad rows; a request corrupted after packing must still not be
+    # pooled silently: the kernel checks every local row against the tile
+    table = np.ones((10, 8), dtype=np.float32)
+    with DpuSet(1) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[1])
+        (pl,) = runner.load_tile(make_tile(table), [0])
+        cols = runner.placements
+        offsets = np.array([0, 2, 3], dtype=np.int64)
+        indices = np.array([1, 2, 3], dtype=np.int64)
+        packed = _emb_pack.pack_requests(
+            1, 77, runner.request_capacity, runner.output_capacity, cols["dpu"], cols["tile_off"],
+            cols["n_rows"], cols["row_bytes"], cols["n_cols"], cols["mode"], cols["qmax"],
+            np.array([pl]), np.array([PoolOp.SUM], dtype=np.uint8), np.array([0, 2]), offsets,
+            indices, None)
+        request = packed.requests.copy()
+        words = request[0].view(np.uint32)
+        hit = np.flatnonzero(words == 3)  # the last index (3) -> row 99
+        words[hit[-1]] = 99
+        dpus.copy(MRAM_HEAP_SYMBOL, [request[0]], 0)
+        dpus.launch()
+        status = _emb_pack.read_status(dpus.read(MRAM_HEAP_SYMBOL, packed.output_bytes, np.uint8,
+                                                 runner.request_capacity))
+    assert status["batch_id"][0] == 77
+    assert _emb_pack.ERRORS[int(status["error"][0])] == "local row out of range"
+    assert (status["error_bag"][0], status["error_value"][0]) == (1, 99)
+
+
+def test_host_rejects_bad_batches(kernels):
+    table = np.ones((10, 8), dtype=np.float32)
+    with DpuSet(1) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[1], request_capacity=1024)
+        (pl,) = runner.load_tile(make_tile(table), [0])
+        with pytest.raises(InvalidInputError, match="local row 10"):
+            runner.run_batch([pl], PoolOp.SUM, [0, 1], [0, 2], [3, 10])
+        with pytest.raises(InvalidInputError, match="needs weights"):
+            runner.run_batch([pl], PoolOp.WSUM, [0, 1], [0, 2], [3, 4])
+        with pytest.raises(CapacityError, match="request area"):
+            runner.run_batch([pl], PoolOp.SUM, [0, 1], [0, 500], np.zeros(500, dtype=np.int64))
+        with pytest.raises(CapacityError, match="jobs"):
+            runner.run_batch([pl] * 65, PoolOp.SUM, np.zeros(66, dtype=np.int64), [0], [])
+        with pytest.raises(CapacityError, match="does not fit"):
+            runner.load_tile(make_tile(np.ones((80_000, 256), dtype=np.float32)), [0])
+        # after all that, the runner still works
+        got = runner.run_batch([pl], PoolOp.SUM, [0, 1], [0, 2], [3, 4])[0]
+    np.testing.assert_array_equal(got, 2.0)
