@@ -2,12 +2,14 @@
  *
  * Random row gathers on the target machines are bound by memory latency, so the loop keeps
  * misses in flight by prefetching the rows of upcoming indices, and the per-row arithmetic is
- * written as plain loops that gcc vectorises. Every (weight, index) type pair is compiled twice
- * from pool_bags.inc: once for AVX2+FMA+F16C and once for the baseline ISA, chosen at run time,
- * so the build needs no -march flag.
+ * vectorised. Every (weight, index) type pair is compiled twice: from pool_bags_avx2.inc with
+ * AVX2+FMA+F16C intrinsics (accumulators in registers) and from pool_bags.inc as plain C loops
+ * that gcc vectorises for the baseline ISA. The path is chosen at run time, so the build needs
+ * no -march flag.
  */
 #include "embedding_bag.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -31,7 +33,7 @@ INLINE void prefetch_row(const void *row, int64_t bytes)
     const char *line = (const char *)((uintptr_t)row & ~(uintptr_t)63);
     const char *end = (const char *)row + bytes;
     for (; line < end; line += 64)
-        __builtin_prefetch(line, 0, 0);
+        __builtin_prefetch(line, 0, 3);
 }
 
 enum row_op { OP_SET, OP_ADD, OP_MAX };
@@ -129,53 +131,49 @@ static const pool_fn portable_fns[4] = {
 
 #if EBAG_X86
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
 
-AVX2_TARGET INLINE void row_apply_f16_avx2(enum row_op op, float *restrict acc,
-                                           const uint16_t *restrict src, float w, int64_t n)
+AVX2_TARGET INLINE __m256 load_tail_f16(const uint16_t *p, int64_t n)
 {
-    float buf[HALF_CHUNK];
-    for (int64_t c = 0; c < n; c += HALF_CHUNK) {
-        const int64_t len = n - c < HALF_CHUNK ? n - c : HALF_CHUNK;
-        int64_t j = 0;
-        for (; j + 8 <= len; j += 8)
-            _mm256_storeu_ps(buf + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c + j))));
-        for (; j < len; ++j)
-            buf[j] = _cvtsh_ss(src[c + j]);
-        row_apply_f32(op, acc + c, buf, w, len);
-    }
+    uint16_t buf[8] = {0};
+    memcpy(buf, p, (size_t)n * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)buf));
 }
 
-#define TARGET AVX2_TARGET
 #define WEIGHT_T float
-#define ROW_APPLY row_apply_f32
+#define LOAD8(p) _mm256_loadu_ps(p)
+#define LOAD_TAIL(p, n, mask) _mm256_maskload_ps((p), (mask))
 #define INDEX_T int32_t
 #define FN pool_f32_i32_avx2
-#include "pool_bags.inc"
+#include "pool_bags_avx2.inc"
 #undef INDEX_T
 #undef FN
 #define INDEX_T int64_t
 #define FN pool_f32_i64_avx2
-#include "pool_bags.inc"
+#include "pool_bags_avx2.inc"
 #undef INDEX_T
 #undef FN
 #undef WEIGHT_T
-#undef ROW_APPLY
+#undef LOAD8
+#undef LOAD_TAIL
 
 #define WEIGHT_T uint16_t
-#define ROW_APPLY row_apply_f16_avx2
+#define LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LOAD_TAIL(p, n, mask) load_tail_f16((p), (n))
 #define INDEX_T int32_t
 #define FN pool_f16_i32_avx2
-#include "pool_bags.inc"
+#include "pool_bags_avx2.inc"
 #undef INDEX_T
 #undef FN
 #define INDEX_T int64_t
 #define FN pool_f16_i64_avx2
-#include "pool_bags.inc"
+#include "pool_bags_avx2.inc"
 #undef INDEX_T
 #undef FN
 #undef WEIGHT_T
-#undef ROW_APPLY
-#undef TARGET
+#undef LOAD8
+#undef LOAD_TAIL
 
 static const pool_fn avx2_fns[4] = {
     pool_f32_i32_avx2, pool_f32_i64_avx2, pool_f16_i32_avx2, pool_f16_i64_avx2,
