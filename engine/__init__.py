@@ -4,6 +4,8 @@
 """
 from .errors import CapacityError, InvalidInputError, ModelImportError, UpdlrmError
 from .tables import EmbeddingTable, Pooling
+from .sparse import SparseBatch
+from .session import Session, load
 
 __all__ = [
     "CapacityError",
@@ -11,6 +13,9 @@ __all__ = [
     "InvalidInputError",
     "ModelImportError",
     "Pooling",
+    "Session",
+    "SparseBatch",
     "UpdlrmError",
+    "load",
 ]
 __version__ = "0.1.0"
