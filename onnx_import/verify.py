@@ -57,6 +57,7 @@ def reference_bag(weight: np.ndarray, indices: np.ndarray, offsets: np.ndarray,
 
 
 def _dims(idx: GraphIndex, name: str) -> list:
+    """Declared dims of input ``name``: ints, symbol names, or None (unknown)."""
     t = idx.input_types[name].tensor_type
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
@@ -101,7 +102,8 @@ def _feeds(idx: GraphIndex, bag: ImportedBag, inputs: list[str], batch: int, sta
             value = np.asarray(values[role]).astype(dtype)
             dims = _dims(idx, name)
             if row is not None:  # stacked [T, n]: fill every row with this bag's data
-                value = np.repeat(value[None], max(row + 1, dims[0] if isinstance(dims[0], int) else 1), 0)
+                rows = dims[0] if dims and isinstance(dims[0], int) else 0
+                value = np.repeat(value[None], max(row + 1, rows), 0)
             for d, size in zip(dims, value.shape):
                 if isinstance(d, str):
                     symbols.setdefault(d, size)
