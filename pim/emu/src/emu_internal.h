@@ -12,6 +12,7 @@
 #include "../dpurte/dpu_emu_rt.h"
 
 #define EMU_MRAM_SIZE (64u << 20)
+#define EMU_MRAM_WINDOW (2u * EMU_MRAM_SIZE) /* [0x08000000, 0x10000000): 32-bit MRAM addresses */
 #define EMU_WRAM_SIZE 65536u
 #define EMU_MAX_TASKLETS 24u
 #define EMU_MAX_WORKERS 64u

@@ -31,6 +31,22 @@ static void init_once(void)
 
 void emu_init(void) { pthread_once(&g_init_once, init_once); }
 
+/* Kernels use 32-bit MRAM addresses (0x08000000 + offset) as pointers. Reserving that window
+ * keeps host objects (e.g. a kernel's own MRAM sections, when a tool such as valgrind maps
+ * libraries low) out of it, so that such an address is never also a host address. */
+__attribute__((constructor)) static void reserve_mram_window(void)
+{
+    void *want = (void *)(uintptr_t)DPU_EMU_MRAM_BASE;
+#ifdef MAP_FIXED_NOREPLACE
+    int fixed = MAP_FIXED_NOREPLACE;
+#else
+    int fixed = 0;
+#endif
+    void *got = mmap(want, EMU_MRAM_WINDOW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed, -1, 0);
+    if (got != MAP_FAILED && got != want)
+        munmap(got, EMU_MRAM_WINDOW); /* only a hint on old kernels: give the other place back */
+}
+
 uint32_t dpu_emu_nr_threads(void)
 {
     emu_init();

@@ -406,16 +406,18 @@ int __dpu_emu_check_stack(void)
 
 uint32_t __dpu_emu_mram_heap_pointer(void) { return DPU_EMU_MRAM_BASE + ctx()->program->heap_offset; }
 
-/** MRAM offset of a kernel MRAM address (32-bit MRAM address or an __mram variable), or -1. */
+/** MRAM offset of a kernel MRAM address (an __mram variable or a 32-bit MRAM address), or -1.
+ * Addresses up to 64 MiB past the MRAM's end count as MRAM addresses, to report them as out of
+ * bounds; machine.c keeps that window free of host mappings where the system allows it. */
 static int64_t mram_offset(const struct emu_ctx *c, const void *address)
 {
     uintptr_t a = (uintptr_t)address;
-    if (a - DPU_EMU_MRAM_BASE < EMU_MRAM_SIZE)
-        return (int64_t)(a - DPU_EMU_MRAM_BASE);
     if (a - c->noinit_lo < c->program->noinit_size)
         return (int64_t)(a - c->noinit_lo);
     if (a - c->mram_lo < c->program->mram_size)
         return (int64_t)(c->program->mram_offset + (a - c->mram_lo));
+    if (a - DPU_EMU_MRAM_BASE < EMU_MRAM_WINDOW)
+        return (int64_t)(a - DPU_EMU_MRAM_BASE);
     return -1;
 }
 
