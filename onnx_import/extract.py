@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
@@ -17,9 +18,9 @@ from .bags import describe
 from .graph import GraphIndex
 from .model import DenseGraph
 
-# Inline initializers above this many bytes are stubbed out for shape inference (their values
-# are not needed to infer types and would make the proto large).
-_STUB_BYTES = 1 << 16
+# Initializers above this many elements are stubbed out for shape inference: their values are
+# not needed to infer types, and inline tables would make the proto it serialises large.
+_STUB_ELEMS = 1 << 14
 
 
 def infer_value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
@@ -34,7 +35,7 @@ def infer_value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     g.output.extend(model.graph.output)
     g.value_info.extend(model.graph.value_info)
     for t in model.graph.initializer:
-        if len(t.raw_data) > _STUB_BYTES:
+        if int(np.prod(t.dims, dtype=np.int64)) > _STUB_ELEMS:
             s = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims)
             s.data_location = onnx.TensorProto.EXTERNAL
             s.external_data.add(key="location", value="__updlrm_stub__")
