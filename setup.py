@@ -23,6 +23,13 @@ engine_extensions = [
         extra_compile_args=["-O3", *OPENMP],
         extra_link_args=OPENMP,
     ),
+    Extension(
+        "updlrm._criteo",
+        ["engine/_criteo.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=NUMPY_MACROS,
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 # --- pim extensions (owned by pim/) ---
@@ -36,10 +43,100 @@ pim_extensions.append(Extension(
     define_macros=NUMPY_MACROS,
     extra_compile_args=["-O3"],
 ))
+
+
+def dpu_binding_extension() -> Extension:
+    """updlrm.pim._dpu, the Cython binding to libdpu: linked against the UPMEM SDK's libdpu when
+    the SDK is installed (UPMEM_HOME or dpu-pkg-config; UPDLRM_DPU_EMULATOR=1 overrides), and
+    against the emulator's libdpuemu.so otherwise."""
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("updlrm_toolchain", "pim/toolchain.py")
+    toolchain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toolchain)  # standard library only: importable before the build
+    common = dict(sources=["pim/_dpu.pyx"], depends=["pim/dpu_extras.h"],
+                  extra_compile_args=["-O2"])
+    if toolchain.using_sdk():
+        version = subprocess.run([toolchain.sdk_pkg_config(), "--modversion", "dpu"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        libs = toolchain.host_libs()
+        library_dirs = [flag[2:] for flag in libs if flag.startswith("-L")]
+        return Extension(
+            "updlrm.pim._dpu",
+            include_dirs=["pim", *(flag[2:] for flag in toolchain.host_cflags() if flag.startswith("-I"))],
+            library_dirs=library_dirs,
+            libraries=[flag[2:] for flag in libs if flag.startswith("-l")],
+            runtime_library_dirs=library_dirs,
+            define_macros=[("UPDLRM_SDK_VERSION", f'"{version}"')],
+            **common,
+        )
+    lib_dir = toolchain.emulator_library_dir()
+    # The package's own emu/lib travels with the extension; a cache build is found by path.
+    rpath = "$ORIGIN/emu/lib" if lib_dir == toolchain.EMU_LIB_DIR else str(lib_dir)
+    return Extension(
+        "updlrm.pim._dpu",
+        include_dirs=["pim", str(toolchain.EMU_INCLUDE_DIR)],
+        library_dirs=[str(lib_dir)],
+        libraries=[toolchain.EMU_LIB_NAME],
+        runtime_library_dirs=[rpath],
+        **common,
+    )
+
+
+pim_extensions.append(dpu_binding_extension())
+
+
+def build_dpu_kernels(build_commands=("build", "build_ext", "bdist_wheel", "editable_wheel",
+                                      "develop", "install")):
+    """Build each pim/kernels/*.c into <name>.emu.so (emulator, always) and <name>.dpu (hardware,
+    with dpu-upmem-dpurte-clang -O2 -DNR_TASKLETS=16 when the UPMEM SDK is installed).
+
+    Runs before setuptools' commands so that build_py ships the binaries as package data.
+    """
+    import importlib.util
+    import logging
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not build_commands or not set(build_commands) & set(sys.argv[1:]):
+        return
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("updlrm_toolchain", here / "pim" / "toolchain.py")
+    toolchain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toolchain)  # standard library only: importable before the build
+    kernel_dir = here / "pim" / "kernels"
+    inputs = [kernel_dir / "emb_abi.h", *toolchain.EMU_RUNTIME_DIR.glob("*")]
+    sdk_bin = Path(os.environ["UPMEM_HOME"]) / "bin" if os.environ.get("UPMEM_HOME") else None
+    sdk_clang = (str(sdk_bin / "dpu-upmem-dpurte-clang")
+                 if sdk_bin and (sdk_bin / "dpu-upmem-dpurte-clang").is_file()
+                 else shutil.which("dpu-upmem-dpurte-clang"))
+    log = logging.getLogger("setup.dpu_kernels")
+    for source in sorted(kernel_dir.glob("*.c")):
+        newest = max(p.stat().st_mtime for p in [source, *inputs] if p.is_file())
+        emu = source.with_suffix(".emu.so")
+        if not emu.exists() or emu.stat().st_mtime < newest:
+            subprocess.run(toolchain.kernel_command(
+                ["-O2", "-Wall", "-Wextra", "-DNR_TASKLETS=16", "-o", str(emu), str(source)]), check=True)
+        if sdk_clang is None:
+            log.warning("UPMEM SDK not found (no dpu-upmem-dpurte-clang in $UPMEM_HOME/bin or on PATH): "
+                        "skipping the hardware build of DPU kernel %s; built the emulator binary %s only",
+                        source.stem, emu.name)
+            continue
+        subprocess.run([sdk_clang, "-O2", "-DNR_TASKLETS=16", "-o", str(source.with_suffix(".dpu")),
+                        str(source)], check=True)
+        log.info("built %s for UPMEM hardware", source.with_suffix(".dpu").name)
+
+
+build_dpu_kernels()
 # --- end pim extensions ---
 
 setup(
-    packages=["updlrm", "updlrm.pim", "updlrm.onnx_import"],
+    packages=["updlrm", "updlrm.pim", "updlrm.pim.kernels", "updlrm.onnx_import"],
+    package_data={"updlrm.pim.kernels": ["*.c", "*.h", "*.emu.so", "*.dpu"]},
     package_dir={"updlrm": "engine", "updlrm.pim": "pim", "updlrm.onnx_import": "onnx_import"},
     ext_modules=cythonize(
         engine_extensions + pim_extensions,

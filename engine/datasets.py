@@ -21,11 +21,13 @@ from __future__ import annotations
 import gzip
 import io
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ._criteo import parse_lines
 from .errors import InvalidInputError
 from .sparse import SparseBatch
 from .tables import EmbeddingTable
@@ -133,50 +135,29 @@ class CriteoTsvSamples:
         self.rows = np.array([t.rows for t in tables], dtype=np.int64)
         self.num_samples: int | None = None
 
-    def _open(self) -> io.TextIOBase:
+    def _open(self) -> io.BufferedIOBase:
         if self.path.suffix == ".gz":
-            return gzip.open(self.path, "rt")
-        return open(self.path, "rt")
+            return gzip.open(self.path, "rb")
+        return open(self.path, "rb")
 
     def chunks(self, batch_size: int) -> Iterator[SampleChunk]:
         with self._open() as f:
-            lineno = 0
+            first_line = 0
             while True:
-                lines = [line for _, line in zip(range(batch_size), f)]
-                if not lines:
+                data = b"".join(islice(f, batch_size))
+                if not data:
                     return
-                yield self._parse(lines, lineno)
-                lineno += len(lines)
-
-    def _parse(self, lines: list[str], first_line: int) -> SampleChunk:
-        n = len(lines)
-        labels = np.empty(n, np.float32)
-        dense = np.zeros((n, self.NUM_DENSE), np.float32)
-        cats = np.zeros((self.NUM_SPARSE, n), np.int64)
-        ncol = 1 + self.NUM_DENSE + self.NUM_SPARSE
-        for i, line in enumerate(lines):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != ncol:
-                raise InvalidInputError(f"{self.path}:{first_line + i + 1}: expected {ncol} "
-                                        f"tab-separated fields, got {len(fields)}")
-            try:
-                labels[i] = float(fields[0]) if fields[0] else 0.0
-                for j in range(self.NUM_DENSE):
-                    v = fields[1 + j]
-                    if v:
-                        dense[i, j] = max(int(v), 0)
-                for j in range(self.NUM_SPARSE):
-                    v = fields[1 + self.NUM_DENSE + j]
-                    if v:
-                        cats[j, i] = int(v, 16)
-            except ValueError as e:
-                raise InvalidInputError(f"{self.path}:{first_line + i + 1}: {e}") from None
-        np.log1p(dense, out=dense)
-        cats %= self.rows[:, None]
-        offsets = np.arange(n + 1, dtype=np.int64)
-        sparse = SparseBatch.from_jagged(list(cats), [offsets] * self.NUM_SPARSE,
-                                         include_last_offset=True)
-        return SampleChunk({self.dense_name: dense}, sparse, labels)
+                try:
+                    labels, dense, cats = parse_lines(data, self.rows)
+                except ValueError as e:
+                    line, why = e.args
+                    raise InvalidInputError(f"{self.path}:{first_line + line + 1}: {why}") from None
+                n = len(labels)
+                first_line += n
+                offsets = np.arange(n + 1, dtype=np.int64)
+                sparse = SparseBatch.from_jagged(list(cats), [offsets] * self.NUM_SPARSE,
+                                                 include_last_offset=True)
+                yield SampleChunk({self.dense_name: dense}, sparse, labels)
 
 
 def open_samples(source, *, dense_inputs: Sequence[tuple[str, tuple]],
