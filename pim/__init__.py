@@ -1,1 +1,9 @@
-"""Everything DPU: libdpu bindings, the DPU emulator, kernels, partitioner, cost model, PIM backend."""
+"""Everything DPU: libdpu bindings, the DPU emulator, kernels, partitioner, cost model, PIM backend.
+
+:class:`DpuSet` drives DPUs through libdpu (the UPMEM SDK's, or updlrm's emulator when the SDK is
+absent); :func:`backend_info` says which one is linked.
+"""
+from updlrm.pim._dpu import DpuError, DpuSet, DpuStatus
+from updlrm.pim.info import BackendInfo, backend_info
+
+__all__ = ["BackendInfo", "DpuError", "DpuSet", "DpuStatus", "backend_info"]

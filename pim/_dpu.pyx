@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+cimport cython
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdio cimport FILE, SEEK_END, fclose, fflush, fread, fseek, ftell, rewind, tmpfile
 from libc.stdlib cimport free, malloc
+
+from pim.libdpu cimport *  # the repository root is on cythonize's include path
 
 from updlrm.errors import InvalidInputError, UpdlrmError
 from updlrm.pim.counters import (DMA_COUNTERS, DPU_COUNTERS, MAX_TASKLETS, XFER_RECORD,
@@ -173,6 +176,8 @@ def _resolve_kernel(kernel) -> str:
     return str(kernels.binary_path(str(path)))
 
 
+# Annotations document the API; arguments are checked by hand (Cython would coerce 1.5 to int).
+@cython.annotation_typing(False)
 cdef class DpuSet:
     """A set of DPUs: an allocation, one of its ranks, or one of its DPUs.
 
@@ -184,6 +189,14 @@ cdef class DpuSet:
 
     Not thread-safe: use one allocation from one thread at a time.
     """
+
+    cdef dpu_set_t _set
+    cdef DpuSet _top           # the allocation a rank/DPU view belongs to; None on the allocation
+    cdef bint _freed           # meaningful on the allocation only
+    cdef uint32_t _nr_dpus
+    cdef uint32_t _nr_ranks
+    cdef list _async_buffers   # on the allocation: host buffers libdpu uses until the next sync
+    cdef object _kernel_path
 
     def __cinit__(self):
         self._freed = True  # becomes False once libdpu hands out a set

@@ -1,4 +1,4 @@
-# C-level contract of updlrm's libdpu binding.
+# C-level contract of updlrm's libdpu binding (cimported by _dpu.pyx).
 #
 # The extern block names the subset of the UPMEM SDK host API (dpu.h, SDK 2025.1 signatures) that
 # the binding calls.  It compiles against the real SDK's header and against the emulator's, which
@@ -103,20 +103,3 @@ cdef extern from "dpu_extras.h" nogil:
     dpu_error_t updlrm_get_xfer_totals(dpu_set_t dpu_set, void *out)
     dpu_error_t updlrm_reset_counters(dpu_set_t dpu_set)
 
-
-cdef class DpuSet:
-    cdef dpu_set_t _set
-    cdef DpuSet _top           # the allocation a rank/DPU view belongs to; None on the allocation
-    cdef bint _freed           # meaningful on the allocation only
-    cdef uint32_t _nr_dpus
-    cdef uint32_t _nr_ranks
-    cdef list _async_buffers   # on the allocation: host buffers libdpu uses until the next sync
-    cdef object _kernel_path
-
-    @staticmethod
-    cdef DpuSet _view(DpuSet top, dpu_set_t dpu_set)
-    cdef DpuSet _allocation(self)
-    cdef int _count(self) except -1
-    cdef int _alive(self) except -1
-    cdef int _copy_each(self, bytes name, object data, uint32_t offset,
-                        dpu_xfer_flags_t flags) except -1
