@@ -5,11 +5,15 @@
  * emulator's runtime headers). The request/output format is in emb_abi.h.
  *
  * Per launch: tasklet 0 validates EMB_CONFIG and the request header and copies the job table
- * to WRAM; after a barrier, tasklet t pools the global bags t, t + NR_TASKLETS, ... (bags of
- * all jobs numbered in job order).  For each bag it streams the bag's offsets, indices and
- * weights from MRAM in small chunks (so batch size is bounded by MRAM, not WRAM), gathers each
- * row with one DMA of exactly the bytes it needs (a row wider than EMB_COL_CHUNK values is
- * pooled in column chunks), accumulates in WRAM and writes the pooled row to the output area.
+ * to WRAM; after a barrier the tasklets share the bags in a strided pattern over *blocks* of
+ * consecutive bags of one job (tasklet t takes blocks t, t + NR_TASKLETS, ...; a block is one
+ * bag when the job has few bags per tasklet or rows wider than EMB_COL_CHUNK values, else up
+ * to EMB_MAX_BLOCK bags whose pooled rows fit EMB_ACC_BYTES).  A block costs one DMA for its
+ * offsets, one per EMB_IDX_CHUNK indices (and weights), one per row gathered — exactly the
+ * bytes of the row's values, rounded up to 8 — and one for all its pooled rows, so short bags
+ * (a bag split over many row shards) do not pay three DMAs of overhead each.  Offsets, indices
+ * and weights are streamed from MRAM, so the batch size is bounded by MRAM, not WRAM.  Rows
+ * wider than EMB_COL_CHUNK values are pooled in column chunks (no DMA above 2,048 bytes).
  * Finally tasklet 0 merges the tasklets' error/overflow records into emb_status_t.
  *
  * Values: float32 accumulation is plain C float arithmetic — soft-float on the DPU, correctly
@@ -31,23 +35,29 @@
 #pragma STDC FP_CONTRACT OFF /* gcc (emulator): -ffp-contract=off on the command line */
 #endif
 
-/* Values pooled per pass over a bag (WRAM per tasklet: two buffers of EMB_COL_CHUNK * 4 B). */
+/* Values pooled per pass over a bag (rows wider than this are pooled in column chunks). */
 #ifndef EMB_COL_CHUNK
-#if NR_TASKLETS > 16
-#define EMB_COL_CHUNK 64u
-#else
 #define EMB_COL_CHUNK 128u
 #endif
+/* WRAM accumulators per tasklet: the pooled rows of one block. */
+#ifndef EMB_ACC_BYTES
+#if NR_TASKLETS > 16
+#define EMB_ACC_BYTES 512u
+#else
+#define EMB_ACC_BYTES 1024u
 #endif
+#endif
+/* Most bags per block. */
+#define EMB_MAX_BLOCK 16u
 /* Indices (and weights) streamed from MRAM per DMA. */
 #define EMB_IDX_CHUNK 64u
 /* A streamed window may start 4 bytes before the first wanted element. */
-#define EMB_STREAM_BYTES (EMB_IDX_CHUNK * 4u + 8u)
+#define EMB_STREAM_BYTES(n) ((n) * 4u + 8u)
 #define EMB_DMA_MAX 2048u
 #define EMB_NOT_POW2 0xFFu
 
-#if EMB_COL_CHUNK % 8u != 0u || EMB_COL_CHUNK * 4u > EMB_DMA_MAX
-#error "EMB_COL_CHUNK must be a multiple of 8 and at most 512"
+#if EMB_COL_CHUNK % 8u != 0u || EMB_COL_CHUNK * 4u > EMB_ACC_BYTES || EMB_ACC_BYTES > EMB_DMA_MAX
+#error "need EMB_COL_CHUNK % 8 == 0 and EMB_COL_CHUNK * 4 <= EMB_ACC_BYTES <= 2048"
 #endif
 
 #define HEAP ((__mram_ptr uint8_t *)DPU_MRAM_HEAP_POINTER)
@@ -57,7 +67,10 @@ __host emb_config_t EMB_CONFIG;
 static emb_request_header_t request __dma_aligned;
 static emb_job_t jobs[EMB_MAX_JOBS] __dma_aligned;
 static uint32_t job_nnz[EMB_MAX_JOBS];
-static uint8_t job_row_shift[EMB_MAX_JOBS]; /* log2(row_bytes), or EMB_NOT_POW2 */
+static uint32_t job_blocks[EMB_MAX_JOBS];     /* blocks of the job */
+static uint8_t job_block_bags[EMB_MAX_JOBS];  /* bags per block (the last block may be shorter) */
+static uint8_t job_row_shift[EMB_MAX_JOBS];   /* log2(row_bytes), or EMB_NOT_POW2 */
+static uint32_t total_blocks;
 static uint32_t setup_error;
 static emb_status_t tasklet_status[NR_TASKLETS];
 static emb_status_t result_status __dma_aligned;
@@ -66,11 +79,11 @@ BARRIER_INIT(emb_barrier, NR_TASKLETS);
 
 /* Per-tasklet WRAM buffers. */
 typedef struct bag_buffers {
-    void *acc;          /* EMB_COL_CHUNK accumulators (float or int32) */
-    void *row;          /* one gathered row chunk */
+    void *acc;          /* EMB_ACC_BYTES of accumulators (float or int32) */
+    void *row;          /* one gathered row chunk (EMB_COL_CHUNK values) */
     uint32_t *indices;  /* streamed index window */
     uint32_t *weights;  /* streamed weight window (float32 or int32 bits) */
-    uint32_t *offsets;  /* 16-byte window around offsets[b], offsets[b + 1] */
+    uint32_t *offsets;  /* window holding offsets[b0 .. b0 + EMB_MAX_BLOCK] */
 } bag_buffers_t;
 
 static inline uint32_t round8(uint32_t n) { return (n + 7u) & ~7u; }
@@ -123,6 +136,22 @@ static bool job_is_valid(const emb_job_t *job, uint32_t nnz, uint32_t total_byte
         && (uint64_t)job->out_off + (uint64_t)job->n_bags * EMB_OUT_ROW_BYTES(job->n_cols) <= output_cap;
 }
 
+/* Bags per block of a job: as many pooled rows as fit EMB_ACC_BYTES (one bag when rows need
+ * column chunks), but no more than the job's bags per tasklet, so that small jobs still spread
+ * over all tasklets. */
+static uint32_t block_bags(const emb_job_t *job)
+{
+    uint32_t fit, share;
+    if (job->n_cols > EMB_COL_CHUNK) {
+        return 1u;
+    }
+    fit = EMB_ACC_BYTES / EMB_OUT_ROW_BYTES(job->n_cols);
+    share = job->n_bags / NR_TASKLETS;
+    fit = fit < EMB_MAX_BLOCK ? fit : EMB_MAX_BLOCK;
+    fit = fit < share ? fit : share;
+    return fit > 0u ? fit : 1u;
+}
+
 /* Tasklet 0: check the configuration and the request, load the job table into WRAM. */
 static uint32_t setup(uint32_t *error_job)
 {
@@ -130,6 +159,8 @@ static uint32_t setup(uint32_t *error_job)
     __mram_ptr uint8_t *req = HEAP + cfg->request_off;
     uint32_t job_bytes, done, j, bags = 0u;
     uint32_t last[2] __dma_aligned;
+
+    total_blocks = 0u;
 
     if (cfg->magic != EMB_CONFIG_MAGIC || cfg->abi_version != EMB_ABI_VERSION
         || ((cfg->request_off | cfg->request_cap | cfg->output_off | cfg->output_cap) & 7u) != 0u
@@ -167,6 +198,9 @@ static uint32_t setup(uint32_t *error_job)
             shift++;
         }
         job_row_shift[j] = (1u << shift) == job->row_bytes ? (uint8_t)shift : EMB_NOT_POW2;
+        job_block_bags[j] = (uint8_t)block_bags(job);
+        job_blocks[j] = (job->n_bags + job_block_bags[j] - 1u) / job_block_bags[j];
+        total_blocks += job_blocks[j];
         bags += job->n_bags;
     }
     if (bags != request.total_bags) {
@@ -237,58 +271,79 @@ static bool accumulate(const emb_job_t *job, void *acc, const void *row, uint32_
     return overflow;
 }
 
-/* Pool bag b (global number g) of job j and write its output row. */
-static void pool_bag(uint32_t j, uint32_t b, uint32_t g, const bag_buffers_t *buf, emb_status_t *st)
+static void note_overflow(emb_status_t *st, uint32_t bag)
+{
+    if (st->overflow_bags == 0u) {
+        st->first_overflow_bag = bag;
+    }
+    st->overflow_bags++;
+}
+
+/* Pool bags b0 .. b0 + nb - 1 of job j (global number of bag b0: g0) and write their rows. */
+static void pool_block(uint32_t j, uint32_t b0, uint32_t nb, uint32_t g0, const bag_buffers_t *buf,
+                       emb_status_t *st)
 {
     const emb_job_t *job = &jobs[j];
     __mram_ptr uint8_t *req = HEAP + EMB_CONFIG.request_off;
     __mram_ptr uint8_t *tile = HEAP + job->tile_off;
-    __mram_ptr uint8_t *out_row = HEAP + EMB_CONFIG.output_off + job->out_off + b * EMB_OUT_ROW_BYTES(job->n_cols);
-    const uint32_t *offs = stream_u32(req + job->offsets_off, b, 2u, buf->offsets);
-    uint32_t start = offs[0], end = offs[1];
+    uint32_t out_row = EMB_OUT_ROW_BYTES(job->n_cols);
+    __mram_ptr uint8_t *out = HEAP + EMB_CONFIG.output_off + job->out_off + b0 * out_row;
+    const uint32_t *offs = stream_u32(req + job->offsets_off, b0, nb + 1u, buf->offsets);
+    uint32_t bag_end[EMB_MAX_BLOCK];
     uint32_t eb = elem_bytes(job->mode);
     uint32_t shift = job_row_shift[j];
     bool weighted = job->op == EMB_OP_WSUM;
-    bool overflow = false;
-    uint32_t c0;
+    uint32_t overflow = 0u; /* bit k: bag b0 + k overflowed */
+    uint32_t first = offs[0], last = offs[0], k, c0;
 
-    if (start > end || end > job_nnz[j]) {
-        note_error(st, EMB_ERR_OFFSETS, g, start > end ? start : end);
-        end = start; /* still write a defined (zero) row */
+    /* bag k holds indices [bag_end[k-1], bag_end[k]); a bad bag is pooled as empty */
+    for (k = 0u; k < nb; k++) {
+        uint32_t start = k == 0u ? first : bag_end[k - 1u], end = offs[k + 1u];
+        if (end < start || end > job_nnz[j]) {
+            note_error(st, EMB_ERR_OFFSETS, g0 + k, end);
+            end = start;
+        }
+        bag_end[k] = end;
+        last = end;
     }
     for (c0 = 0u; c0 < job->n_cols; c0 += EMB_COL_CHUNK) {
         uint32_t nc = job->n_cols - c0 < EMB_COL_CHUNK ? job->n_cols - c0 : EMB_COL_CHUNK;
         uint32_t row_read = round8(nc * eb);
+        uint32_t acc_stride = nb == 1u ? round8(nc * 4u) : out_row; /* nb > 1: one column chunk */
+        uint32_t acc_words = nb * acc_stride / 4u;
         uint32_t *acc = (uint32_t *)buf->acc;
-        bool first = true;
-        uint32_t i, k;
+        uint32_t i, bag = 0u;
 
-        for (k = 0u; k < round8(nc * 4u) / 4u; k++) {
-            acc[k] = 0u; /* 0.0f and int 0; also the padding value of an odd row */
+        for (k = 0u; k < acc_words; k++) {
+            acc[k] = 0u; /* 0.0f and int 0; also the padding value of odd rows */
         }
-        for (i = start; i < end; i += EMB_IDX_CHUNK) {
-            uint32_t n = end - i < EMB_IDX_CHUNK ? end - i : EMB_IDX_CHUNK;
+        for (i = first; i < last; i += EMB_IDX_CHUNK) {
+            uint32_t n = last - i < EMB_IDX_CHUNK ? last - i : EMB_IDX_CHUNK;
             const uint32_t *idx = stream_u32(req + job->indices_off, i, n, buf->indices);
             const uint32_t *wts = weighted ? stream_u32(req + job->weights_off, i, n, buf->weights) : 0;
             for (k = 0u; k < n; k++) {
-                uint32_t r = idx[k];
+                uint32_t pos = i + k, r = idx[k], row_off;
+                while (pos >= bag_end[bag]) {
+                    bag++;
+                }
                 if (r >= job->n_rows) {
-                    note_error(st, EMB_ERR_INDEX, g, r);
+                    note_error(st, EMB_ERR_INDEX, g0 + bag, r);
                     continue;
                 }
-                uint32_t row_off = shift != EMB_NOT_POW2 ? r << shift : r * job->row_bytes;
+                row_off = shift != EMB_NOT_POW2 ? r << shift : r * job->row_bytes;
                 mram_read(tile + row_off + c0 * eb, buf->row, row_read);
-                overflow |= accumulate(job, acc, buf->row, nc, weighted ? wts[k] : 0u, first);
-                first = false;
+                if (accumulate(job, (uint8_t *)acc + bag * acc_stride, buf->row, nc, weighted ? wts[k] : 0u,
+                               pos == (bag == 0u ? first : bag_end[bag - 1u]))) {
+                    overflow |= 1u << bag;
+                }
             }
         }
-        mram_write(acc, out_row + c0 * 4u, round8(nc * 4u));
+        mram_write(acc, out + c0 * 4u, nb * acc_stride);
     }
-    if (overflow) {
-        if (st->overflow_bags == 0u) {
-            st->first_overflow_bag = g;
+    for (k = 0u; overflow != 0u; k++, overflow >>= 1) {
+        if (overflow & 1u) {
+            note_overflow(st, g0 + k);
         }
-        st->overflow_bags++;
     }
 }
 
@@ -336,18 +391,22 @@ int main(void)
 
     if (setup_error == EMB_OK) {
         bag_buffers_t buf;
-        uint32_t g, j = 0u, job_first = 0u;
-        buf.acc = mem_alloc(EMB_COL_CHUNK * 4u);
+        uint32_t g, j = 0u, job_first = 0u, job_bag0 = 0u;
+        buf.acc = mem_alloc(EMB_ACC_BYTES);
         buf.row = mem_alloc(EMB_COL_CHUNK * 4u);
-        buf.indices = (uint32_t *)mem_alloc(EMB_STREAM_BYTES);
-        buf.weights = (uint32_t *)mem_alloc(EMB_STREAM_BYTES);
-        buf.offsets = (uint32_t *)mem_alloc(16u);
-        for (g = t; g < request.total_bags; g += NR_TASKLETS) {
-            while (g - job_first >= jobs[j].n_bags) { /* skips empty jobs too */
-                job_first += jobs[j].n_bags;
+        buf.indices = (uint32_t *)mem_alloc(EMB_STREAM_BYTES(EMB_IDX_CHUNK));
+        buf.weights = (uint32_t *)mem_alloc(EMB_STREAM_BYTES(EMB_IDX_CHUNK));
+        buf.offsets = (uint32_t *)mem_alloc(EMB_STREAM_BYTES(EMB_MAX_BLOCK + 1u));
+        for (g = t; g < total_blocks; g += NR_TASKLETS) {
+            uint32_t b0, nb;
+            while (g - job_first >= job_blocks[j]) { /* skips empty jobs too */
+                job_first += job_blocks[j];
+                job_bag0 += jobs[j].n_bags;
                 j++;
             }
-            pool_bag(j, g - job_first, g, &buf, &st);
+            b0 = (g - job_first) * job_block_bags[j];
+            nb = jobs[j].n_bags - b0 < job_block_bags[j] ? jobs[j].n_bags - b0 : job_block_bags[j];
+            pool_block(j, b0, nb, job_bag0 + b0, &buf, &st);
         }
     }
     tasklet_status[t] = st;
