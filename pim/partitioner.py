@@ -65,6 +65,8 @@ class PlannerConfig:
         max_col_parts: most column slices a table may be cut into.
         col_parts: force the number of column slices of some tables (by name).
         tiles_per_dpu: granularity: tiles are sized to about 1/tiles_per_dpu of a DPU's work.
+        max_tile_fraction: a tile may fill at most this share of a DPU's table region, so every
+            DPU can take several tiles (room for balancing).
         hot_fraction: a row whose single-row tile would exceed this share of a tile's target
             load becomes its own (replicated) group (popularity and cache levels).
         max_cache_entries: cache entries per table (cache level).
@@ -88,6 +90,7 @@ class PlannerConfig:
     max_col_parts: int = 4
     col_parts: Mapping[str, int] | None = None
     tiles_per_dpu: float = 8.0
+    max_tile_fraction: float = 0.25
     hot_fraction: float = 0.25
     max_cache_entries: int = 4096
     min_cache_share: float = 0.001
@@ -193,6 +196,12 @@ class _TileCoster:
     pull_s_per_byte: float
 
     def __call__(self, reads, bags, stride, width):
+        return self.vector(reads, bags, stride, width).sum(axis=-1)
+
+    def vector(self, reads, bags, stride, width) -> np.ndarray:
+        """``[..., 3]``: kernel seconds, push seconds, pull seconds (each is maxed over DPUs)."""
+        reads = np.asarray(reads, np.float64)
+        bags = np.asarray(bags, np.float64)
         d = self.cost.dpu
         calls = np.ceil(np.asarray(stride, np.float64) / MAX_DMA_BYTES)
         dma = (reads * (calls * d.dma_alpha_read + d.dma_beta * stride)
@@ -200,8 +209,9 @@ class _TileCoster:
         instr = (reads * (d.instr_per_lookup + width * d.instr_per_add[self.value_mode])
                  + bags * (d.instr_per_bag + width * d.instr_per_zero_element))
         kernel = np.maximum(dma, instr) / d.freq_hz
-        xfer = (reads * 4.0 + bags * 4.0 + 8.0) * self.push_s_per_byte + bags * stride * self.pull_s_per_byte
-        return kernel + xfer
+        push = (reads * 4.0 + bags * 4.0 + 8.0) * self.push_s_per_byte
+        pull = bags * stride * self.pull_s_per_byte
+        return np.stack(np.broadcast_arrays(kernel, push, pull), axis=-1)
 
 
 def _coster(cfg: PlannerConfig, accesses: Sequence[_TableAccess]) -> _TileCoster:
@@ -270,10 +280,12 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
     strides = [_stride(b1 - b0) for b0, b1 in zip(bounds, bounds[1:])]
     widths = np.diff(bounds)
     batch = cfg.batch_size
-    min_groups = max(1, -(-acc.n_all * max(strides) // usable))
-    if max(strides) > usable:
+    tile_cap = int(usable * cfg.max_tile_fraction)
+    min_groups = max(1, -(-acc.n_all * max(strides) // tile_cap))
+    if max(strides) > tile_cap:
         raise CapacityError(f"table {acc.spec.name!r}: one row slice ({max(strides)} B) exceeds the "
-                            f"{usable} B table region of a DPU")
+                            f"{tile_cap} B a tile may use ({cfg.max_tile_fraction:.0%} of a DPU's {usable} B "
+                            f"table region) by {max(strides) - tile_cap} B")
 
     def group_load(reads):
         return sum(coster(reads, _bags_touching(reads, batch), s, w) for s, w in zip(strides, widths))
@@ -335,40 +347,9 @@ def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCo
 # row groups
 
 
-@numba.njit(cache=True, nogil=True)
-def _lpt_rows(order, weight, n_groups, cap, group, local):
-    """Greedy LPT: rows in ``order`` (heaviest first) to the lightest group that has room."""
-    load = np.zeros(n_groups)
-    size = np.zeros(n_groups, np.int64)
-    heap = np.arange(n_groups)       # min-heap of group ids by load
-    n_heap = n_groups
-    for i in range(order.shape[0]):
-        r = order[i]
-        g = heap[0]
-        group[r] = g
-        local[r] = size[g]
-        size[g] += 1
-        load[g] += weight[r]
-        if size[g] >= cap:           # full: drop it from the heap
-            n_heap -= 1
-            heap[0] = heap[n_heap]
-        pos = 0
-        while True:                  # sift down
-            child = 2 * pos + 1
-            if child >= n_heap:
-                break
-            if child + 1 < n_heap and load[heap[child + 1]] < load[heap[child]]:
-                child += 1
-            if load[heap[child]] < load[heap[pos]]:
-                heap[pos], heap[child] = heap[child], heap[pos]
-                pos = child
-            else:
-                break
-    return load
-
-
-def _materialise(opt: _Option, acc: _TableAccess, usable: int, level: Level) -> tuple[np.ndarray, np.ndarray]:
-    """row_group / row_local of one table (hot single-row groups first, then regular groups)."""
+def _materialise(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndarray, np.ndarray]:
+    """row_group / row_local of one table: equal contiguous ranges (uniform), or hot single-row
+    groups then equal-size groups of rows by descending popularity."""
     n_all = acc.n_all
     group = np.empty(n_all, np.int32)
     local = np.empty(n_all, np.int32)
@@ -384,16 +365,13 @@ def _materialise(opt: _Option, acc: _TableAccess, usable: int, level: Level) -> 
     mask = np.ones(n_all, bool)
     mask[opt.hot_rows] = False
     rest = np.flatnonzero(mask)
+    # hottest first, cut into equal-size groups: hot rows share groups (a bag touches few groups,
+    # so few partial sums), and replicas sized per group balance the load.
     order = rest[np.argsort(-acc.planning[rest], kind="stable")]
-    cap = usable // max(opt.stride)
-    if cap * opt.groups < len(rest):
-        raise CapacityError(f"table {acc.spec.name!r}: {len(rest)} rows do not fit {opt.groups} groups of "
-                            f"{cap} rows")
-    sub_group = np.empty(n_all, np.int32)
-    # a tiny floor so rows never read still spread over the groups (no empty groups)
-    weight = acc.planning + 1e-9 * max(float(acc.planning.mean()), 1e-30)
-    _lpt_rows(order, weight, opt.groups, cap, sub_group, local)
-    group[rest] = sub_group[rest] + n_hot
+    g = (np.arange(len(order), dtype=np.int64) * opt.groups) // len(order)
+    starts = np.searchsorted(g, np.arange(opt.groups))
+    group[order] = g + n_hot
+    local[order] = np.arange(len(order)) - starts[g]
     return group, local
 
 
@@ -403,70 +381,103 @@ def _materialise(opt: _Option, acc: _TableAccess, usable: int, level: Level) -> 
 
 @numba.njit(cache=True, nogil=True)
 def _lpt_tiles(order, load, nbytes, nr_dpus, capacity, out_dpu):
-    """Tiles in ``order`` (heaviest first) to the least-loaded DPU with room; -1 if none."""
-    dpu_load = np.zeros(nr_dpus)
+    """Tiles in ``order`` (heaviest first) each to the DPU with room where it raises the
+    objective ``sum_c max_d load[d, c]`` least (ties: the least filled); returns the first tile
+    that fits nowhere, or -1."""
+    nc = load.shape[1]
+    dpu_load = np.zeros((nr_dpus, nc))
+    peak = np.zeros(nc)
     free = np.full(nr_dpus, capacity, np.int64)
     for i in range(order.shape[0]):
         t = order[i]
         best = -1
+        best_inc = np.inf
+        best_fill = np.inf
         for d in range(nr_dpus):
-            if free[d] >= nbytes[t] and (best < 0 or dpu_load[d] < dpu_load[best]):
-                best = d
+            if free[d] < nbytes[t]:
+                continue
+            inc = 0.0
+            fill = 0.0
+            for c in range(nc):
+                v = dpu_load[d, c] + load[t, c]
+                if v > peak[c]:
+                    inc += v - peak[c]
+                fill += v
+            if inc < best_inc or (inc == best_inc and fill < best_fill):
+                best, best_inc, best_fill = d, inc, fill
         if best < 0:
             return t
         out_dpu[t] = best
-        dpu_load[best] += load[t]
         free[best] -= nbytes[t]
+        for c in range(nc):
+            dpu_load[best, c] += load[t, c]
+            peak[c] = max(peak[c], dpu_load[best, c])
     return -1
 
 
 @numba.njit(cache=True, nogil=True)
+def _top3(col):
+    """Indices of the three largest entries of ``col`` (-1 where there are fewer)."""
+    top = np.full(3, -1, np.int64)
+    for d in range(col.shape[0]):
+        v = col[d]
+        if top[0] < 0 or v > col[top[0]]:
+            top[2], top[1], top[0] = top[1], top[0], d
+        elif top[1] < 0 or v > col[top[1]]:
+            top[2], top[1] = top[1], d
+        elif top[2] < 0 or v > col[top[2]]:
+            top[2] = d
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
 def _improve(load, nbytes, dpu, nr_dpus, capacity, iters):
-    """Move or swap tiles between the slowest and the fastest DPU while the slowest gets faster."""
-    dpu_load = np.zeros(nr_dpus)
+    """Move single tiles off a DPU that sets some component's maximum, to the DPU where the
+    objective ``sum_c max_d load[d, c]`` drops most; stop when no move helps."""
+    nc = load.shape[1]
+    dpu_load = np.zeros((nr_dpus, nc))
     used = np.zeros(nr_dpus, np.int64)
     for t in range(load.shape[0]):
-        dpu_load[dpu[t]] += load[t]
+        for c in range(nc):
+            dpu_load[dpu[t], c] += load[t, c]
         used[dpu[t]] += nbytes[t]
+    tops = np.empty((nc, 3), np.int64)
     for _ in range(iters):
-        hi = np.argmax(dpu_load)
-        lo = np.argmin(dpu_load)
-        gap = dpu_load[hi] - dpu_load[lo]
-        if gap <= 0:
-            break
-        best_gain = 0.0
+        f = 0.0
+        for c in range(nc):
+            tops[c] = _top3(dpu_load[:, c])
+            f += dpu_load[tops[c, 0], c]
+        best_f = f * (1 - 1e-12)
         best_a = -1
-        best_b = -1
-        for a in range(load.shape[0]):
-            if dpu[a] != hi:
-                continue
-            if used[lo] + nbytes[a] <= capacity:            # move a to lo
-                gain = dpu_load[hi] - max(dpu_load[hi] - load[a], dpu_load[lo] + load[a])
-                if gain > best_gain:
-                    best_gain, best_a, best_b = gain, a, -1
-            for b in range(load.shape[0]):                 # swap a <-> b
-                if dpu[b] != lo or load[b] >= load[a]:
+        best_d = -1
+        for c0 in range(nc):
+            hi = tops[c0, 0]
+            for a in range(load.shape[0]):
+                if dpu[a] != hi:
                     continue
-                if used[lo] - nbytes[b] + nbytes[a] > capacity or used[hi] - nbytes[a] + nbytes[b] > capacity:
-                    continue
-                delta = load[a] - load[b]
-                gain = dpu_load[hi] - max(dpu_load[hi] - delta, dpu_load[lo] + delta)
-                if gain > best_gain:
-                    best_gain, best_a, best_b = gain, a, b
+                for d in range(nr_dpus):
+                    if d == hi or used[d] + nbytes[a] > capacity:
+                        continue
+                    g = 0.0
+                    for c in range(nc):
+                        rest = 0.0
+                        for k in range(3):
+                            j = tops[c, k]
+                            if j >= 0 and j != hi and j != d:
+                                rest = dpu_load[j, c]
+                                break
+                        g += max(rest, dpu_load[hi, c] - load[a, c], dpu_load[d, c] + load[a, c])
+                    if g < best_f:
+                        best_f, best_a, best_d = g, a, d
         if best_a < 0:
             break
-        dpu[best_a] = lo
-        dpu_load[hi] -= load[best_a]
-        dpu_load[lo] += load[best_a]
-        used[hi] -= nbytes[best_a]
-        used[lo] += nbytes[best_a]
-        if best_b >= 0:
-            dpu[best_b] = hi
-            dpu_load[lo] -= load[best_b]
-            dpu_load[hi] += load[best_b]
-            used[lo] -= nbytes[best_b]
-            used[hi] += nbytes[best_b]
-    return dpu_load
+        src = dpu[best_a]
+        for c in range(nc):
+            dpu_load[src, c] -= load[best_a, c]
+            dpu_load[best_d, c] += load[best_a, c]
+        used[src] -= nbytes[best_a]
+        used[best_d] += nbytes[best_a]
+        dpu[best_a] = best_d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,12 +543,12 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     groups = _Groups()
     for opt, t in zip(opts, pim):
         acc = accesses[t]
-        group, local = _materialise(opt, acc, usable, level)
+        group, local = _materialise(opt, acc, level)
         n_groups = int(group.max()) + 1
         real = np.bincount(group, weights=acc.real, minlength=n_groups)
         planned = np.bincount(group, weights=acc.planning, minlength=n_groups)
-        one = sum(coster(planned, _bags_touching(planned, cfg.batch_size), s, w)
-                  for s, w in zip(opt.stride, np.diff(opt.col_bounds)))
+        one = sum(coster(planned, _bags_touching(planned, cfg.batch_size), st, w)
+                  for st, w in zip(opt.stride, np.diff(opt.col_bounds)))
         if level is Level.UNIFORM:     # one replica count for the table: popularity is not known
             replicas = np.full(n_groups, opt.replicas)
         else:
@@ -584,19 +595,19 @@ class _Groups:
             self.planned.append(float(planned[g]))
             self.replicas.append(int(replicas[g]))
 
-    def _slice_loads(self, gid: int, k: int, coster: _TileCoster, batch: int) -> list[float]:
+    def _slice_loads(self, gid: int, k: int, coster: _TileCoster, batch: int) -> np.ndarray:
+        """``[slices, 3]`` modelled (kernel, push, pull) seconds of each tile of one replica."""
         p = self.planned[gid]
         bags = _bags_touching(p, batch, k)
         b = self.bounds[gid]
-        return [float(coster(p / k, bags, _stride(b1 - b0), b1 - b0)) for b0, b1 in zip(b, b[1:])]
+        return np.array([coster.vector(p / k, bags, _stride(b1 - b0), b1 - b0) for b0, b1 in zip(b, b[1:])])
 
     def place(self, tables: list[TablePlan], coster: _TileCoster, cfg: PlannerConfig, usable: int) -> list[Tile]:
-        """LPT, then extra replicas for the groups on the slowest DPU, then moves/swaps; returns
-        the tiles with DPU and MRAM offset, and fills the tables' group arrays."""
-        batch = cfg.batch_size
+        """LPT, moves, extra replicas for groups on the DPUs that set the latency, moves again;
+        returns the tiles with DPU and MRAM offset, and fills the tables' group arrays."""
         t_group, t_slice, t_load, t_bytes = [], [], [], []
         for gid, k in enumerate(self.replicas):
-            loads = self._slice_loads(gid, k, coster, batch)
+            loads = self._slice_loads(gid, k, coster, cfg.batch_size)
             b = self.bounds[gid]
             for _ in range(k):
                 for j in range(len(b) - 1):
@@ -604,39 +615,44 @@ class _Groups:
                     t_slice.append(j)
                     t_load.append(loads[j])
                     t_bytes.append(self.size[gid] * _stride(b[j + 1] - b[j]))
-        load = np.array(t_load)
+        load = np.array(t_load).reshape(-1, 3)
         nbytes = np.array(t_bytes, np.int64)
         dpu = np.full(len(load), -1, np.int64)
-        failed = _lpt_tiles(np.lexsort((-nbytes, -load)), load, nbytes, cfg.nr_dpus, usable, dpu)
+        failed = _lpt_tiles(np.lexsort((-nbytes, -load.sum(axis=1))), load, nbytes, cfg.nr_dpus, usable, dpu)
         if failed >= 0:
             gid = t_group[failed]
             raise CapacityError(f"no DPU has {nbytes[failed]} B free for a tile of table #{self.table[gid]} "
                                 f"(group {self.local[gid]}); tiles total {nbytes.sum() / 2**30:.2f} GiB on "
                                 f"{cfg.nr_dpus} DPUs x {usable} B")
         _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
-        load, nbytes, dpu, t_group, t_slice = self._add_replicas(load, nbytes, dpu, np.array(t_group),
-                                                                 np.array(t_slice), coster, cfg, usable)
+        load, nbytes, dpu, t_group, t_slice = self._add_replicas(load, nbytes, dpu, t_group, t_slice, coster,
+                                                                 cfg, usable)
         _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
-        return self._tiles(tables, dpu, nbytes, t_group, t_slice, batch, cfg.nr_dpus)
+        return self._tiles(tables, dpu, nbytes, t_group, t_slice, cfg.batch_size, cfg.nr_dpus)
 
     def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, coster, cfg, usable):
-        """While it lowers the slowest DPU, give one of its groups another replica (placed on the
-        least-loaded DPUs with room): evens out what LPT's tile granularity leaves."""
+        """While it lowers the objective (sum over kernel/push/pull of the max over DPUs), give a
+        group on a DPU that sets a maximum one more replica, placed where it costs least: evens
+        out what the tile granularity leaves."""
         n = cfg.nr_dpus
-        dpu_load = np.bincount(dpu, weights=load, minlength=n)
+        dpu_load = np.zeros((n, 3))
+        np.add.at(dpu_load, dpu, load)
         free = usable - np.bincount(dpu, weights=nbytes, minlength=n).astype(np.int64)
         members: dict[int, list[int]] = {}
         for i, g in enumerate(t_group):
             members.setdefault(int(g), []).append(i)
         load, nbytes, dpu = list(load), list(nbytes), list(dpu)
         t_group, t_slice = list(t_group), list(t_slice)
-        for _ in range(4 * n):
-            hi = int(np.argmax(dpu_load))
-            peak = dpu_load[hi]
-            on_hi = [i for i in range(len(dpu)) if dpu[i] == hi]
+        objective = dpu_load.max(axis=0).sum()
+        for _ in range(2 * n):
+            tile_of_dpu: dict[int, list[int]] = {}
+            peaks = set(int(d) for d in dpu_load.argmax(axis=0))
+            for i, d in enumerate(dpu):
+                if d in peaks:
+                    tile_of_dpu.setdefault(d, []).append(i)
+            candidates = sorted((i for ts in tile_of_dpu.values() for i in ts), key=lambda i: -load[i].sum())
             accepted = False
-            for i in sorted(on_hi, key=lambda i: -load[i])[:4]:
-                gid = t_group[i]
+            for gid in dict.fromkeys(t_group[i] for i in candidates[:8]):
                 k = self.replicas[gid]
                 if k >= n:
                     continue
@@ -652,11 +668,14 @@ class _Groups:
                     room = np.flatnonzero(trial_free >= size)
                     if room.size == 0:
                         break
-                    d = int(room[np.argmin(trial[room])])
+                    after = trial[room] + new[j]
+                    inc = np.maximum(after - trial.max(axis=0), 0).sum(axis=1)
+                    d = int(room[np.lexsort((after.sum(axis=1), inc))[0]])
                     trial[d] += new[j]
                     trial_free[d] -= size
                     extra.append((d, j, size))
-                if len(extra) != len(b) - 1 or trial.max() >= peak * (1 - 1e-9):
+                trial_objective = trial.max(axis=0).sum()
+                if len(extra) != len(b) - 1 or trial_objective >= objective * (1 - 1e-9):
                     continue
                 for m in members[gid]:
                     load[m] = new[t_slice[m]]
@@ -668,12 +687,12 @@ class _Groups:
                     t_group.append(gid)
                     t_slice.append(j)
                 self.replicas[gid] = k + 1
-                dpu_load, free = trial, trial_free
+                dpu_load, free, objective = trial, trial_free, trial_objective
                 accepted = True
                 break
             if not accepted:
                 break
-        return (np.array(load), np.array(nbytes, np.int64), np.array(dpu, np.int64),
+        return (np.array(load).reshape(-1, 3), np.array(nbytes, np.int64), np.array(dpu, np.int64),
                 np.array(t_group), np.array(t_slice))
 
     def _tiles(self, tables, dpu, nbytes, t_group, t_slice, batch, nr_dpus) -> list[Tile]:
