@@ -62,7 +62,7 @@ def select_avx2(bint want):
 
 
 def set_prefetch_distance(int rows):
-    """Set how many indices ahead rows are prefetched (< 1 disables prefetch)."""
+    """Set how many lookups ahead rows are prefetched (0, or any value < 1, disables it)."""
     ebag_set_prefetch_distance(rows)
 
 

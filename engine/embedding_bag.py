@@ -23,7 +23,7 @@ MODES = {Pooling.SUM: 0, Pooling.MEAN: 1, Pooling.MAX: 2}
 #: Batches with fewer lookups (all tables together) run on the calling thread: below this,
 #: waking the OpenMP team costs more than the second core saves
 #: (measured with benchmarks/bench_kernel.py --serial-threshold on the 2-vCPU dev VM).
-SERIAL_BELOW_LOOKUPS = 16384
+SERIAL_BELOW_LOOKUPS = 2048
 
 
 def default_threads() -> int:

@@ -24,7 +24,7 @@
 
 static int prefetch_distance = 16;
 
-void ebag_set_prefetch_distance(int rows) { prefetch_distance = rows; }
+void ebag_set_prefetch_distance(int rows) { prefetch_distance = rows > 0 ? rows : 0; }
 int ebag_prefetch_distance(void) { return prefetch_distance; }
 
 INLINE void prefetch_row(const void *row, int64_t bytes)
