@@ -278,7 +278,8 @@ def _dynamic_shapes(model: DLRM, args: tuple) -> tuple:
 def export_dlrm(model: DLRM, variant: str, exporter: str, path: str | Path,
                 opset: int | None = None, example_args: tuple | None = None) -> Path:
     """Export ``model`` to ``path`` with ``exporter`` ("ts11"/"ts17"/"ts18", "ts" + ``opset``,
-    "dynamo" or "custom"); dynamic batch and bag sizes. Returns the path."""
+    "dynamo" (opset 18), "dynamo" + opset (e.g. "dynamo20") or "custom"); dynamic batch and bag
+    sizes. Returns the path."""
     path = Path(path)
     nt = len(model.emb_l)
     if example_args is None:
@@ -299,10 +300,11 @@ def export_dlrm(model: DLRM, variant: str, exporter: str, path: str | Path,
         export_torch(model, example_args, path, input_names=names, output_names=["pred"],
                      dynamic_axes={**_dynamic_axes(variant, names), "pred": {0: "batch"}},
                      opset=opset or 17)
-    elif exporter == "dynamo":
+    elif exporter.startswith("dynamo"):
+        opset = opset or int(exporter[6:] or 18)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, example_args, str(path), dynamo=True, opset_version=opset or 18,
+            torch.onnx.export(model, example_args, str(path), dynamo=True, opset_version=opset,
                               dynamic_shapes=_dynamic_shapes(model, example_args), verbose=False)
     else:
         raise ValueError(f"unknown exporter {exporter!r}")

@@ -166,3 +166,29 @@ def test_fp16_model_gets_float32_bags(tmp_path):
     (got,) = imported.dense_post.session().run(None, {"x": x, bag.output: pooled})
     want = np.concatenate([x.astype(np.float32), pooled.astype(np.float16).astype(np.float32)], 1)
     np.testing.assert_array_equal(got, want)
+
+
+class SharedTable(nn.Module):
+    """Two features look up the same table: two bags, one (shared, uncopied) weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(ROWS, 4, mode="sum")
+        self.top = nn.Linear(8, 1)
+
+    def forward(self, dense_x, ls_o, ls_i):
+        return self.top(torch.cat([self.emb(ls_i[0], ls_o[0]), self.emb(ls_i[1], ls_o[1])], 1)) + dense_x[:, :1]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["ts17", "dynamo"])
+def test_table_shared_by_two_features(tmp_path, dynamic):
+    model = SharedTable().eval()
+    args, _ = _jagged_args(4, 0)
+    imported = import_model(_export(model, args, tmp_path / "m.onnx", dynamic), verify=True)
+    first, second = imported.bags
+    assert first.table.name == second.table.name and first.table.weight is second.table.weight
+    assert (first.source.indices, second.source.indices) == ("ls_i_0", "ls_i_1")
+    args, feeds = _jagged_args(5, 3)
+    with torch.inference_mode():
+        want = model(*args).numpy()
+    np.testing.assert_allclose(run_split(imported, feeds)[0], want, atol=1e-5, rtol=0)

@@ -74,10 +74,10 @@ def test_recognises_and_matches_pytorch(dlrm_export, variant, exporter):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("exporter", ["ts18"])
-@pytest.mark.parametrize("variant", ["bag_mean", "bag_max", "bag_psw"])
-def test_opset18_input_form_axes(dlrm_export, variant, exporter):
-    """Opset 18 moves ReduceMean/ReduceMax axes from attribute to input."""
+@pytest.mark.parametrize("variant,exporter", [("bag_mean", "ts18"), ("bag_max", "ts18"), ("bag_psw", "ts18"),
+                                              ("bag_mean", "dynamo20")])
+def test_other_opsets(dlrm_export, variant, exporter):
+    """Opset 18 moves ReduceMean/ReduceMax axes from attribute to input; dynamo's own default is 20."""
     model, path = dlrm_export(variant, exporter, num_tables=2, rows=ROWS)
     imported = import_model(path, verify=True)
     assert [b.table.pooling for b in imported.bags] == [POOLING.get(variant, Pooling.SUM)] * 2
