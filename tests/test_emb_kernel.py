@@ -154,6 +154,25 @@ def test_every_mode_and_op_matches_numpy(kernels, n_dpus, tasklets):
         assert np.all(np.abs(results[j] - truth) <= bound[:, None] + slack)
 
 
+@pytest.mark.parametrize("tasklets", [1, 11])
+def test_blocks_of_short_bags(kernels, tasklets):
+    # many short and empty bags: tasklets pool them in blocks of up to 16 consecutive bags
+    rng = np.random.default_rng(tasklets)
+    table = rng.normal(size=(70, 24)).astype(np.float32)
+    tiles = [make_tile(table, mode) for mode in ValueMode]
+    offsets, indices, weights = random_bags(rng, 9 * 300, 70, max_len=3, empty_share=0.3)
+    with DpuSet(1) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[tasklets])
+        placement = [runner.load_tile(tile, [0])[0] for tile in tiles]
+        jobs = [(mode, op) for mode in ValueMode for op in PoolOp]
+        bag_ptr = np.arange(0, 9 * 300 + 1, 300)
+        results = runner.run_batch([placement[m] for m, _ in jobs], [op for _, op in jobs],
+                                   bag_ptr, offsets, indices, weights)
+    for j, (mode, op) in enumerate(jobs):
+        want = expected(tiles[mode], op, offsets[bag_ptr[j]:bag_ptr[j + 1] + 1], indices, weights)
+        assert_same_bits(results[j], want)
+
+
 def test_mean_is_sum_divided_on_the_host(kernels):
     rng = np.random.default_rng(7)
     table = rng.normal(size=(30, 16)).astype(np.float32)
