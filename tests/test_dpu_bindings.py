@@ -106,7 +106,7 @@ def test_launch_and_transfer_without_a_program(kernels):
     with DpuSet(2) as dpus:
         with sdk_error("DPU_ERR_NO_PROGRAM_LOADED"):
             dpus.launch()
-        with pytest.raises(DpuError):
+        with sdk_error("DPU_ERR_NO_PROGRAM_LOADED"):
             dpus.copy("wram_words", np.zeros(WRAM_WORDS, np.uint32))
 
 
@@ -328,9 +328,12 @@ def test_ranks_and_dpus_of_an_allocation(kernels):
         np.testing.assert_array_equal(ranks[1].read("wram_words", 1, np.uint32)[:, 0], [1] * 8)
 
 
-def test_allocating_whole_ranks():
+def test_allocating_whole_ranks_with_disabled_dpus():
     with DpuSet(nr_ranks=2, profile="nrDpusPerRank=16") as dpus:
         assert (len(dpus), dpus.nr_ranks) == (32, 2)
+    with DpuSet(nr_ranks=3, profile="nrDisabledDpus=5") as dpus:  # ranks of 59 working DPUs
+        assert len(dpus) == 3 * 59
+        assert [len(rank) for rank in dpus.ranks] == [59] * 3
 
 
 def test_log_of_one_dpu_and_of_a_set(dpus):
@@ -433,12 +436,23 @@ def test_2560_dpus_with_small_data_use_little_memory(kernels):
         np.testing.assert_array_equal(dpus.read("checksum", 1, np.uint64)[:, 0],
                                       np.full(2560, data.sum()))
         grown = rss_bytes() - before
-    # 2,560 DPUs x 64 MiB of MRAM would be 160 GiB; touched pages only must stay small.
-    assert grown < 512 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
+    # 2,560 DPUs x 64 MiB of MRAM would be 160 GiB; only touched pages may count (about 15 MiB
+    # measured on the dev machine).
+    assert grown < 64 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
 
 
 def test_backend_info_names_the_emulator():
     info = backend_info()
     assert info.libdpu == "emulator"
     assert "emulator" in info.version
-    assert isinstance(info.kernels, tuple)
+    assert info.nr_dpus_available == 2560  # the emulator's default machine: 40 ranks of 64
+    assert backend_info("nrRanks=2,nrDpusPerRank=60").nr_dpus_available == 120
+    assert "emb_bag" in info.kernels
+
+
+def test_load_a_kernel_shipped_in_the_package_by_name():
+    with DpuSet(2) as dpus:
+        dpus.load("emb_bag")
+        assert dpus.kernel.endswith("emb_bag.emu.so")
+        with pytest.raises(InvalidInputError, match="no DPU kernel named"):
+            dpus.load("no_such_kernel")
