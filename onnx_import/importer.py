@@ -28,6 +28,25 @@ def load_structure(path: Path) -> onnx.ModelProto:
         raise ModelImportError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
 
 
+def check_single_definitions(graph: onnx.GraphProto) -> None:
+    """Every value of the main graph is defined once (graph input or node output).
+
+    torch's dynamo exporter breaks this when ``input_names`` clash with its internal names
+    (e.g. ``offsets_7``); onnxruntime rejects such files and so do we, with the hint.
+    """
+    defined = {i.name for i in graph.input}
+    for node in graph.node:
+        for out in node.output:
+            if not out:
+                continue
+            if out in defined:
+                raise ModelImportError(
+                    f"invalid model: value {out!r} is defined twice (graph input or another node, and "
+                    f"{node.op_type} node {node.name!r}); torch's dynamo exporter does this when "
+                    "input_names clash with its internal names: export without input_names")
+            defined.add(out)
+
+
 def _model_inputs(idx: GraphIndex) -> list[ModelInput]:
     inputs = []
     for name in idx.input_names:
@@ -55,6 +74,7 @@ def import_model(path: str | Path, *, verify: bool = False) -> ImportedModel:
     model = load_structure(path)
     if not model.graph.output:
         raise ModelImportError(f"{path}: the graph has no outputs")
+    check_single_definitions(model.graph)
     removed = dead_code_elimination(model.graph)
     idx = GraphIndex(model)
     base_dir = path.resolve().parent

@@ -43,6 +43,17 @@ def test_missing_and_garbage_files(tmp_path):
         import_model(bad)
 
 
+def test_value_defined_twice(tmp_path):
+    """What dynamo's input_names collision produces: a node output named like a graph input."""
+    off = helper.make_tensor_value_info("offsets_7", TensorProto.INT64, ["B"])
+    path = _save(tmp_path, [helper.make_node("Identity", ["idx"], ["offsets_7"], name="internal"),
+                            helper.make_node("Gather", ["T", "idx"], ["rows"]),
+                            helper.make_node("ReduceSum", ["rows", "axes1"], ["out"], keepdims=0)],
+                 [IDX2D, off], [OUT], [_table(), AXES1])
+    with pytest.raises(ModelImportError, match="'offsets_7' is defined twice.*without input_names"):
+        import_model(path)
+
+
 def test_gathered_rows_into_an_unknown_op(tmp_path):
     path = _save(tmp_path, [helper.make_node("Gather", ["T", "idx"], ["rows"]),
                             helper.make_node("Relu", ["rows"], ["out"], name="weird_relu")],
