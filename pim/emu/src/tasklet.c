@@ -29,8 +29,10 @@
 /* ---- context switch ---- */
 
 #if defined(__x86_64__) && !defined(DPU_EMU_UCONTEXT)
-/* Saves the callee-saved registers, MXCSR and x87 control word on the current stack, stores
- * the stack pointer in *save and continues on `load`. No signal mask: no system call. */
+/* Saves the callee-saved registers on the current stack, stores the stack pointer in *save and
+ * continues on `load`. No signal mask (no system call) and no MXCSR / x87 control word: all
+ * tasklets of a worker share the host's floating-point environment (DPU code has no FPU state
+ * to change; ldmxcsr/fldcw would cost more than the rest of the switch). */
 void dpu_emu_ctx_switch(void **save, void *load);
 void dpu_emu_ctx_trampoline(void);
 __asm__(".text\n"
@@ -44,14 +46,8 @@ __asm__(".text\n"
         "    pushq %r13\n"
         "    pushq %r14\n"
         "    pushq %r15\n"
-        "    subq $8, %rsp\n"
-        "    stmxcsr (%rsp)\n"
-        "    fnstcw 4(%rsp)\n"
         "    movq %rsp, (%rdi)\n"
         "    movq %rsi, %rsp\n"
-        "    ldmxcsr (%rsp)\n"
-        "    fldcw 4(%rsp)\n"
-        "    addq $8, %rsp\n"
         "    popq %r15\n"
         "    popq %r14\n"
         "    popq %r13\n"
@@ -112,7 +108,8 @@ struct emu_ctx {
     bool handshake_notifying[EMU_MAX_TASKLETS];
 };
 
-static __thread struct emu_ctx *tls_ctx;
+/* initial-exec: no __tls_get_addr call on every runtime call (one pointer of static TLS) */
+static __thread struct emu_ctx *tls_ctx __attribute__((tls_model("initial-exec")));
 
 static struct emu_ctx *ctx(void)
 {
@@ -131,23 +128,19 @@ static void prepare_context(struct emu_ctx *c, struct tasklet *t)
 {
     (void)c;
     uint64_t *top = (uint64_t *)((uintptr_t)(t->stack + EMU_TASKLET_STACK) & ~(uintptr_t)15);
-    uint64_t *sp = top - 8;
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    sp[1] = 0;                                  /* r15 */
-    sp[2] = 0;                                  /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)tasklet_main;  /* r13: entry */
-    sp[4] = (uint64_t)(uintptr_t)t;             /* r12: its argument */
-    sp[5] = 0;                                  /* rbx */
-    sp[6] = 0;                                  /* rbp */
-    sp[7] = (uint64_t)(uintptr_t)dpu_emu_ctx_trampoline;
+    uint64_t *sp = top - 7; /* after the final `ret` the stack is 16-byte aligned again */
+    sp[0] = 0;                                  /* r15 */
+    sp[1] = 0;                                  /* r14 */
+    sp[2] = (uint64_t)(uintptr_t)tasklet_main;  /* r13: entry */
+    sp[3] = (uint64_t)(uintptr_t)t;             /* r12: its argument */
+    sp[4] = 0;                                  /* rbx */
+    sp[5] = 0;                                  /* rbp */
+    sp[6] = (uint64_t)(uintptr_t)dpu_emu_ctx_trampoline;
     t->sp = sp;
 }
 #define SWITCH_TO_TASKLET(c, t) dpu_emu_ctx_switch(&(c)->sched_sp, (t)->sp)
 #define SWITCH_TO_SCHED(c, t) dpu_emu_ctx_switch(&(t)->sp, (c)->sched_sp)
+#define SWITCH_BETWEEN(from, to) dpu_emu_ctx_switch(&(from)->sp, (to)->sp)
 #else
 static void ucontext_entry(unsigned int hi, unsigned int lo)
 {
@@ -165,6 +158,7 @@ static void prepare_context(struct emu_ctx *c, struct tasklet *t)
 }
 #define SWITCH_TO_TASKLET(c, t) swapcontext(&(c)->sched_uc, &(t)->uc)
 #define SWITCH_TO_SCHED(c, t) swapcontext(&(t)->uc, &(c)->sched_uc)
+#define SWITCH_BETWEEN(from, to) swapcontext(&(from)->uc, &(to)->uc)
 #endif
 
 /** Switches from the running tasklet to the scheduler; returns when scheduled again. */
@@ -178,7 +172,7 @@ static void to_scheduler(struct emu_ctx *c, struct tasklet *t, bool exiting)
 #endif
     SWITCH_TO_SCHED(c, t);
 #ifdef EMU_ASAN
-    __sanitizer_finish_switch_fiber(fake, &c->sched_bottom, &c->sched_size);
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
 }
 
@@ -194,15 +188,32 @@ static void to_tasklet(struct emu_ctx *c, struct tasklet *t)
 #endif
 }
 
+/** Switches straight from tasklet `from` to tasklet `to` (no scheduler round trip). */
+static void between_tasklets(struct tasklet *from, struct tasklet *to, bool exiting)
+{
+#ifdef EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, to->stack, EMU_TASKLET_STACK);
+#else
+    (void)exiting;
+#endif
+    SWITCH_BETWEEN(from, to);
+#ifdef EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void switch_away(struct emu_ctx *c, struct tasklet *t, bool exiting);
+
 static void tasklet_main(struct tasklet *t)
 {
     struct emu_ctx *c = tls_ctx;
 #ifdef EMU_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &c->sched_bottom, &c->sched_size);
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     c->program->copies[c->dpu->worker].info->main();
     t->state = T_DONE;
-    to_scheduler(c, t, true);
+    switch_away(c, t, true);
     abort(); /* a finished tasklet is never resumed */
 }
 
@@ -229,12 +240,36 @@ static void fault(struct emu_ctx *c, const char *format, ...)
         to_scheduler(c, t, false); /* the DPU stops: the scheduler never resumes a faulted DPU */
 }
 
+static bool ready(const struct tasklet *t);
+
+/** Leaves tasklet `t` (its state already set) for the next ready tasklet in round-robin order;
+ * returns when `t` runs again. With no tasklet ready (all done, or a deadlock) control goes
+ * back to the scheduler, which sorts it out. */
+static void switch_away(struct emu_ctx *c, struct tasklet *t, bool exiting)
+{
+    uint32_t n = c->nr_tasklets;
+    for (uint32_t k = 1; k <= n; k++) {
+        uint32_t i = t->id + k < n ? t->id + k : t->id + k - n;
+        struct tasklet *next = &c->tasklets[i];
+        if (!ready(next))
+            continue;
+        next->state = T_RUNNABLE;
+        if (next == t)
+            return; /* the only one ready: keep going */
+        c->current = i;
+        between_tasklets(t, next, exiting);
+        c->current = t->id;
+        return;
+    }
+    to_scheduler(c, t, exiting);
+}
+
 /** Gives way to the next tasklet (round-robin). */
 static void yield(struct emu_ctx *c)
 {
     struct tasklet *t = &c->tasklets[c->current];
     t->state = T_RUNNABLE;
-    to_scheduler(c, t, false);
+    switch_away(c, t, false);
 }
 
 static void block(struct emu_ctx *c, enum tasklet_state state, const void *object, uint32_t generation)
@@ -243,7 +278,7 @@ static void block(struct emu_ctx *c, enum tasklet_state state, const void *objec
     t->state = state;
     t->wait_object = object;
     t->wait_generation = generation;
-    to_scheduler(c, t, false);
+    switch_away(c, t, false);
 }
 
 static bool ready(const struct tasklet *t)
@@ -311,6 +346,20 @@ static void run_tasklets(struct emu_ctx *c)
         c->handshake_waiter[i] = -1;
         c->handshake_notifying[i] = false;
     }
+#ifdef EMU_ASAN
+    if (c->sched_bottom == NULL) {
+        pthread_attr_t attr;
+        void *addr;
+        size_t size;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+                c->sched_bottom = addr;
+                c->sched_size = size;
+            }
+            pthread_attr_destroy(&attr);
+        }
+    }
+#endif
     c->current = n - 1;
     for (;;) {
         uint32_t alive = 0, next = UINT32_MAX;
@@ -438,17 +487,44 @@ static uint8_t *dma_check(struct emu_ctx *c, const char *what, const void *mram,
     return c->mram + off;
 }
 
+static void prefetch(const uint8_t *p, unsigned int n, int for_write)
+{
+    for (unsigned int i = 0; i < n; i += 64) {
+        if (for_write)
+            __builtin_prefetch(p + i, 1);
+        else
+            __builtin_prefetch(p + i, 0);
+    }
+}
+
+static void count_dma(struct emu_ctx *c, unsigned int n, bool write)
+{
+    struct dpu_emu_dma_counters *tc = &c->tasklets[c->current].counters;
+    uint64_t cycles = (write ? EMU_DMA_ALPHA_WRITE : EMU_DMA_ALPHA_READ) + n / 2;
+    if (write) {
+        tc->write_calls++;
+        tc->write_bytes += n;
+    } else {
+        tc->read_calls++;
+        tc->read_bytes += n;
+    }
+    tc->modelled_cycles += cycles;
+    c->dpu->perf_cycles += cycles;
+}
+
+/* A DMA is checked when issued and its data moves when the tasklet resumes, after the other
+ * tasklets had their turn (as on the DPU, where it completes while they run); the prefetch
+ * lets the host overlap the memory accesses of all tasklets' DMAs. A read gives way once more
+ * after its data landed: other tasklets' DMAs then land too before the data is used, which is
+ * what breaks kernels that share a WRAM buffer between tasklets. */
 void __dpu_emu_mram_read(const void *from, void *to, unsigned int nb_of_bytes)
 {
     struct emu_ctx *c = ctx();
     const uint8_t *src = dma_check(c, "mram_read", from, to, nb_of_bytes);
+    prefetch(src, nb_of_bytes, 0);
+    count_dma(c, nb_of_bytes, false);
+    yield(c);
     memcpy(to, src, nb_of_bytes);
-    struct dpu_emu_dma_counters *tc = &c->tasklets[c->current].counters;
-    uint64_t cycles = EMU_DMA_ALPHA_READ + nb_of_bytes / 2;
-    tc->read_calls++;
-    tc->read_bytes += nb_of_bytes;
-    tc->modelled_cycles += cycles;
-    c->dpu->perf_cycles += cycles;
     yield(c);
 }
 
@@ -456,14 +532,10 @@ void __dpu_emu_mram_write(const void *from, void *to, unsigned int nb_of_bytes)
 {
     struct emu_ctx *c = ctx();
     uint8_t *dst = dma_check(c, "mram_write", to, from, nb_of_bytes);
-    memcpy(dst, from, nb_of_bytes);
-    struct dpu_emu_dma_counters *tc = &c->tasklets[c->current].counters;
-    uint64_t cycles = EMU_DMA_ALPHA_WRITE + nb_of_bytes / 2;
-    tc->write_calls++;
-    tc->write_bytes += nb_of_bytes;
-    tc->modelled_cycles += cycles;
-    c->dpu->perf_cycles += cycles;
+    prefetch(dst, nb_of_bytes, 1);
+    count_dma(c, nb_of_bytes, true);
     yield(c);
+    memcpy(dst, from, nb_of_bytes);
 }
 
 void *__dpu_emu_mem_alloc(uint32_t size)
