@@ -88,12 +88,12 @@ def expected(tile, op, offsets, indices, weights):
 
 @pytest.fixture(scope="session")
 def kernels(tmp_path_factory):
-    """emb_bag built with NR_TASKLETS = 1, 11 and 16 by the emulator toolchain."""
+    """emb_bag built with NR_TASKLETS = 1, 11 and 16 by the emulator toolchain (as setup.py does)."""
     out = tmp_path_factory.mktemp("emb_kernels")
     built = {}
     for tasklets in (1, 11, 16):
         binary = out / f"emb_bag_{tasklets}.emu.so"
-        subprocess.run([sys.executable, "-m", "updlrm.pim.toolchain", "cc", "-O2",
+        subprocess.run([sys.executable, "-m", "updlrm.pim.toolchain", "cc", "-O3",
                         f"-DNR_TASKLETS={tasklets}", "-o", str(binary),
                         str(KERNEL_DIR / "emb_bag.c")], check=True)
         built[tasklets] = str(binary)
