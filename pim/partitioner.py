@@ -38,6 +38,7 @@ from updlrm.errors import CapacityError, InvalidInputError
 
 from .cost_model import DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
 from .plan import VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
+from .plot import write_load_png
 from .profile import AccessProfile
 
 log = logging.getLogger(__name__)
@@ -512,7 +513,7 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
         if candidate.predicted["total"] < plan.predicted["total"]:
             plan = candidate
     all_cpu = _plan_on_dpus(specs, accesses, set(range(len(specs))), cfg, level)
-    if all_cpu.predicted["total"] <= plan.predicted["total"]:
+    if plan.tiles and all_cpu.predicted["total"] <= plan.predicted["total"]:
         log.info("PIM does not beat the CPU for this workload (modelled %.3f ms vs %.3f ms): all tables "
                  "stay on the CPU", plan.predicted["total"] * 1e3, all_cpu.predicted["total"] * 1e3)
         plan = all_cpu
@@ -524,9 +525,10 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     usable = cfg.mram_bytes - cfg.mram_reserve
     pim = [t for t in range(len(specs)) if t not in on_cpu]
     tables = [TablePlan(specs[t], "cpu", cfg.value_mode) for t in range(len(specs))]
-    cpu_units = sum(accesses[t].lookups * specs[t].dim / cfg.cost.cpu.ref_dim for t in on_cpu)
+    units = [a.lookups * a.spec.dim / cfg.cost.cpu.ref_dim for a in accesses]
     plan = Plan(level.value, cfg.nr_dpus, cfg.dpus_per_rank, cfg.mram_bytes, cfg.mram_reserve, cfg.batch_size,
-                tables, [], notes={"expected_cpu_units": cpu_units, "expected_lookups_pim": 0.0})
+                tables, [], notes={"expected_cpu_units": sum(units[t] for t in on_cpu),
+                                   "expected_all_units": sum(units), "expected_lookups_pim": 0.0})
     if not pim:
         plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
         return plan
@@ -566,6 +568,8 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     plan.notes.update({
         "expected_lookups_pim": float(sum(accesses[t].lookups for t in pim)),
         "expected_cache_hits": float(sum(accesses[t].cache_hits for t in pim)),
+        # a pair entry replaces two reads by one, in every column slice of the table
+        "expected_reads_saved": float(sum(accesses[t].cache_hits * len(o.stride) for o, t in zip(opts, pim))),
         "target_tile_load_s": target,
     })
     plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
@@ -754,3 +758,119 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
         on_cpu.add(t)
         best = value
     return on_cpu
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass
+class PlanReport:
+    """What a plan is expected to do with its reference batch. Times are MODELLED.
+
+    Per-DPU arrays: ``mram_used`` (bytes), ``reads`` (expected rows read), ``kernel_s``
+    (modelled kernel seconds). ``imbalance_*`` are max/mean over all DPUs of the plan.
+    ``cache_hit_rate`` is the expected share of bags x cache entries... precisely: expected cache
+    entries used per batch / expected lookups of the PIM tables; ``reads_saved`` the row reads
+    (per column slice) the cache avoids per batch.
+    """
+
+    level: str
+    nr_dpus: int
+    tiles: int
+    tables_on_cpu: list[str]
+    mram_used: np.ndarray
+    reads: np.ndarray
+    kernel_s: np.ndarray
+    stages_s: dict[str, float]
+    cache_hit_rate: float
+    reads_saved: float
+    cpu_only_s: float
+
+    @property
+    def imbalance_reads(self) -> float:
+        return _imbalance(self.reads)
+
+    @property
+    def imbalance_kernel(self) -> float:
+        return _imbalance(self.kernel_s)
+
+    @property
+    def speedup_vs_cpu(self) -> float:
+        """MODELLED: CPU-only time of the batch / modelled time of the plan."""
+        return self.cpu_only_s / self.stages_s["total"] if self.stages_s["total"] else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "nr_dpus": self.nr_dpus, "tiles": self.tiles,
+                "tables_on_cpu": self.tables_on_cpu,
+                "mram_used_max_mib": float(self.mram_used.max(initial=0)) / 2**20,
+                "mram_used_mean_mib": float(self.mram_used.mean()) / 2**20,
+                "reads_mean": float(self.reads.mean()), "reads_max": float(self.reads.max(initial=0)),
+                "imbalance_reads": self.imbalance_reads, "imbalance_kernel": self.imbalance_kernel,
+                "cache_hit_rate": self.cache_hit_rate, "reads_saved": self.reads_saved,
+                "modelled_s": dict(self.stages_s), "cpu_only_modelled_s": self.cpu_only_s,
+                "modelled_speedup_vs_cpu": self.speedup_vs_cpu}
+
+    def format(self) -> str:
+        """A few lines for humans (every time labelled as modelled)."""
+        st = self.stages_s
+        lines = [
+            f"level {self.level}: {self.tiles} tiles on {self.nr_dpus} DPUs; CPU-resident tables: "
+            f"{', '.join(self.tables_on_cpu) or 'none'}",
+            f"  MRAM used per DPU: mean {self.mram_used.mean() / 2**20:.1f} MiB, max "
+            f"{self.mram_used.max(initial=0) / 2**20:.1f} MiB",
+            f"  expected reads per DPU: mean {self.reads.mean():.1f}, max {self.reads.max(initial=0):.1f}; "
+            f"imbalance (max/mean) reads {self.imbalance_reads:.3f}, modelled kernel time {self.imbalance_kernel:.3f}",
+            f"  cache: hit rate {self.cache_hit_rate:.2%} of lookups, {self.reads_saved:.0f} row reads saved per batch",
+            "  MODELLED ms per batch: " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in st.items()),
+            f"  MODELLED CPU-only {self.cpu_only_s * 1e3:.3f} ms -> speedup {self.speedup_vs_cpu:.2f}x",
+        ]
+        return "\n".join(lines)
+
+
+def _imbalance(x: np.ndarray) -> float:
+    mean = float(np.mean(x)) if len(x) else 0.0
+    return float(np.max(x)) / mean if mean > 0 else 1.0
+
+
+def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) -> PlanReport:
+    """Summarise ``plan`` (expected work of its reference batch); optionally write the per-DPU
+    load PNG (stacked modelled kernel / push / pull seconds)."""
+    cost = cost or CostModel()
+    work = plan.expected_work(cost.cpu.ref_dim)
+    stages = cost.stages(work)
+    kernel = stages.kernel_per_dpu if stages.kernel_per_dpu is not None else np.zeros(plan.nr_dpus)
+    lookups = float(plan.notes.get("expected_lookups_pim", 0.0))
+    hits = float(plan.notes.get("expected_cache_hits", 0.0))
+    cpu_only = cost.cpu.seconds_units(float(plan.notes.get("expected_all_units", 0.0)))
+    rep = PlanReport(
+        level=plan.level, nr_dpus=plan.nr_dpus, tiles=len(plan.tiles),
+        tables_on_cpu=[t.spec.name for t in plan.tables if t.placement != "pim"],
+        mram_used=plan.mram_used(), reads=work.rows, kernel_s=kernel, stages_s=stages.as_dict(),
+        cache_hit_rate=hits / lookups if lookups else 0.0,
+        reads_saved=float(plan.notes.get("expected_reads_saved", 0.0)),
+        cpu_only_s=cpu_only)
+    if png is not None:
+        ranks = -(-plan.nr_dpus // plan.dpus_per_rank)
+        # the part of each push that the DPU's own bytes would cost (per-call cost left out)
+        push_s, pull_s = (np.array([max(cost.transfer.seconds(b, plan.nr_dpus, d) - cost.transfer.call_s[d], 0.0)
+                                    for b in per_dpu]) for d, per_dpu in (("to_dpu", work.push_bytes),
+                                                                          ("from_dpu", work.pull_bytes)))
+        write_load_png(png, np.stack([kernel, push_s, pull_s], axis=1),
+                       title=f"updlrm plan, level {plan.level}, {plan.nr_dpus} DPUs ({ranks} ranks): "
+                             f"MODELLED per-DPU seconds per batch of {plan.batch_size}",
+                       series=("kernel", "host->DPU bytes / bandwidth", "DPU->host bytes / bandwidth"),
+                       unit=" s")
+    log.info("%s", rep.format())
+    return rep
+
+
+def compare_levels(tables: Sequence[Any], profile: AccessProfile | None, config: PlannerConfig,
+                   out_dir: str | None = None) -> dict[str, tuple[Plan, PlanReport]]:
+    """Plan at every level with the same config; write ``load_<level>.png`` into ``out_dir``."""
+    out = {}
+    for level in Level:
+        plan = make_plan(tables, profile, replace(config, level=level))
+        png = None if out_dir is None else f"{out_dir}/load_{level.value}.png"
+        out[level.value] = (plan, report(plan, config.cost, png))
+    return out
