@@ -7,7 +7,9 @@ expected values are computed independently with NumPy.
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from dpu_programs.build import build_kernel
 from updlrm.errors import InvalidInputError, UpdlrmError
-from updlrm.pim import DpuError, DpuSet, backend_info
+from updlrm.pim import DpuError, DpuSet, backend_info, toolchain
 
 NR_TASKLETS = 4
 MRAM_WORDS = 64  # symbols/dpu.c: __mram_noinit uint64_t mram_words[64]
@@ -456,3 +458,60 @@ def test_load_a_kernel_shipped_in_the_package_by_name():
         assert dpus.kernel.endswith("emb_bag.emu.so")
         with pytest.raises(InvalidInputError, match="no DPU kernel named"):
             dpus.load("no_such_kernel")
+
+
+# --- the same binding source against an SDK-style dpu.h ------------------------------------------
+
+SDK_BUILD = textwrap.dedent("""
+    import sys
+    from Cython.Build import cythonize
+    from setuptools import Extension, setup
+    repo, include, lib_dir, build = sys.argv[1:5]
+    sys.argv[1:] = ["build_ext", "--build-lib", build, "--build-temp", build + "/tmp"]
+    extension = Extension("_dpu", [repo + "/pim/_dpu.pyx"],
+                          include_dirs=[repo + "/pim", include], library_dirs=[lib_dir],
+                          libraries=["dpuemu"], runtime_library_dirs=[lib_dir],
+                          define_macros=[("UPDLRM_SDK_VERSION", '"2025.1.0"')])
+    setup(name="sdk_check", packages=[], ext_modules=cythonize([extension], include_path=[repo],
+                                                 build_dir=build, language_level=3, quiet=True))
+""")
+
+SDK_RUN = textwrap.dedent("""
+    import importlib.util, pathlib, sys
+    from updlrm.pim.counters import CountersUnavailableError
+    path = next(pathlib.Path(sys.argv[1]).glob("_dpu*.so"))
+    spec = importlib.util.spec_from_file_location("_dpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print(module.libdpu_kind(), module.libdpu_version())
+    with module.DpuSet(2) as dpus:
+        try:
+            dpus.counters()
+        except CountersUnavailableError as err:
+            print(err)
+""")
+
+
+def test_the_binding_builds_against_an_sdk_style_header(tmp_path):
+    """pim/_dpu.pyx against a dpu.h without the emulator's marker, as the SDK's: it compiles,
+    reports the SDK and its version, and counters() says they do not exist on hardware.
+    (No SDK here: the SDK-style build links the emulator's library, which has the same ABI.)"""
+    repo = Path(__file__).resolve().parents[1]
+    include = tmp_path / "include"
+    include.mkdir()
+    for header in ("dpu.h", "dpu_error.h", "dpu_types.h", "dpu_macro_utils.h"):
+        text = (Path(toolchain.EMU_INCLUDE_DIR) / header).read_text()
+        (include / header).write_text(text.replace("#define UPDLRM_DPU_EMULATOR 1\n", ""))
+    assert "UPDLRM_DPU_EMULATOR" not in (include / "dpu.h").read_text()
+    lib_dir = toolchain.emulator_library_dir()
+    build = subprocess.run([sys.executable, "-c", SDK_BUILD, str(repo), str(include), str(lib_dir),
+                            str(tmp_path / "build")], capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stderr[-4000:]
+    run = subprocess.run([sys.executable, "-c", SDK_RUN, str(tmp_path / "build")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.splitlines() == [
+        "upmem-sdk 2025.1.0",
+        "DPU counters are not available on hardware: this build links the UPMEM SDK's libdpu; "
+        "they exist only in updlrm's emulator",
+    ]
