@@ -179,6 +179,52 @@ def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
     return {name: lookups / statistics.median(ts) for name, ts in times.items()}
 
 
+def small_batch_overhead(args, torch) -> None:
+    """Per-call time of small batches over cache-resident tables (8 x 1000 rows): the calling
+    thread alone vs the OpenMP team vs torch; this is how SERIAL_BELOW_LOOKUPS was chosen."""
+    import updlrm.embedding_bag as eb
+
+    rng = np.random.default_rng(args.seed)
+    tables = [EmbeddingTable(f"t{t}", rng.random((1000, args.dim), dtype=np.float32)) for t in range(args.tables)]
+    torch_tables = [torch.from_numpy(t.weight) for t in tables] if torch else None
+
+    def median_us(fn, n=300):
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e6
+
+    print(f"# small-batch overhead, {args.tables} tables x 1000 rows x {args.dim}, median of 300 calls, us per call")
+    print("| B | L | lookups | updlrm 1 thread | updlrm OpenMP team | torch |")
+    print("|---|---|---|---|---|---|")
+    saved = eb.SERIAL_BELOW_LOOKUPS
+    eb.SERIAL_BELOW_LOOKUPS = 0
+    try:
+        for batch_size, length in [(16, 1), (64, 1), (256, 1), (64, 4), (1024, 1), (64, 20), (4096, 1)]:
+            idx = [rng.integers(0, 1000, batch_size * length) for _ in tables]
+            off = [np.arange(0, batch_size * length, length) for _ in tables]
+            batch = SparseBatch.from_jagged(idx, off)
+            batch.validate(tables)
+            serial = median_us(lambda: embedding_bags(tables, batch, threads=1))
+            team = median_us(lambda: embedding_bags(tables, batch, threads=args.threads))
+            torch_us = float("nan")
+            if torch:
+                t_idx = [torch.from_numpy(i) for i in idx]
+                t_off = [torch.from_numpy(o) for o in off]
+
+                def run_torch():
+                    with torch.inference_mode():
+                        for k in range(len(tables)):
+                            torch.nn.functional.embedding_bag(t_idx[k], torch_tables[k], t_off[k], mode="sum")
+                torch_us = median_us(run_torch)
+            print(f"| {batch_size} | {length} | {len(tables) * batch_size * length} | {serial:.1f} | {team:.1f} | "
+                  f"{torch_us:.1f} |", flush=True)
+    finally:
+        eb.SERIAL_BELOW_LOOKUPS = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", type=int, default=8)
@@ -194,12 +240,22 @@ def main() -> None:
     ap.add_argument("--prefetch", type=int, default=None, help="updlrm prefetch distance (rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retries", type=int, default=3, help="re-measure a point this often if it was noisy")
+    ap.add_argument("--overhead", action="store_true",
+                    help="only measure small-batch call overhead (serial vs OpenMP vs torch), no big tables")
     args = ap.parse_args()
     if args.dim % 8 or args.dim > 64:
         ap.error("--dim must be a multiple of 8, at most 64 (the gather-limit loop's layout)")
 
     if args.prefetch is not None:
         kernel.set_prefetch_distance(args.prefetch)
+    if args.overhead:
+        torch = None
+        if not args.no_torch:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        small_batch_overhead(args, torch)
+        return
     start = time.perf_counter()
     data = allocate_tables(args.tables, args.rows, args.dim, args.pages, args.seed)
     fill_s = time.perf_counter() - start

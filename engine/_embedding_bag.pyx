@@ -8,7 +8,7 @@ bounds, except index ranges, which ``SparseBatch.validate`` checks (``first_out_
 """
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
 # C contract of the kernel (engine/kernels/embedding_bag.h).
@@ -34,6 +34,10 @@ cdef extern from "embedding_bag.h" nogil:
     int ebag_select_avx2(int want) noexcept
     void ebag_set_prefetch_distance(int rows) noexcept
     int ebag_prefetch_distance() noexcept
+    int64_t ebag_first_out_of_range_i32(const int32_t *indices, int64_t n, int64_t rows) noexcept
+    int64_t ebag_first_out_of_range_i64(const int64_t *indices, int64_t n, int64_t rows) noexcept
+    int64_t ebag_first_decrease_i32(const int32_t *offsets, int64_t n) noexcept
+    int64_t ebag_first_decrease_i64(const int64_t *offsets, int64_t n) noexcept
 
 
 cnp.import_array()
@@ -45,7 +49,6 @@ ctypedef fused index_t:
 # Work items aim at this many lookups: big enough to amortise scheduling, small enough that the
 # two threads stay balanced when one of them is descheduled on a shared VM.
 cdef int64_t ITEM_LOOKUPS = 4096
-cdef Py_ssize_t CHECK_BLOCK = 1024
 
 
 def uses_avx2():
@@ -188,51 +191,25 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
         free(item_end)
 
 
-cdef Py_ssize_t _first_out_of_range(const index_t[::1] indices, uint64_t limit) noexcept nogil:
-    cdef Py_ssize_t n = indices.shape[0], start = 0, stop, j
-    cdef bint bad
-    while start < n:
-        stop = min(start + CHECK_BLOCK, n)
-        bad = False
-        # A negative index wraps to a huge unsigned value, so one compare covers both ends;
-        # the branch-free OR over a block lets gcc vectorise it.
-        for j in range(start, stop):
-            bad |= <uint64_t><int64_t>indices[j] >= limit
-        if bad:
-            for j in range(start, stop):
-                if <uint64_t><int64_t>indices[j] >= limit:
-                    return j
-        start = stop
-    return -1
-
-
-cdef Py_ssize_t _first_decrease(const index_t[::1] offsets) noexcept nogil:
-    cdef Py_ssize_t n = offsets.shape[0], start = 0, stop, j
-    cdef bint bad
-    while start + 1 < n:
-        stop = min(start + CHECK_BLOCK, n - 1)
-        bad = False
-        for j in range(start, stop):
-            bad |= offsets[j] > offsets[j + 1]
-        if bad:
-            for j in range(start, stop):
-                if offsets[j] > offsets[j + 1]:
-                    return j
-        start = stop
-    return -1
-
-
 def first_out_of_range(const index_t[::1] indices, int64_t rows):
     """Position of the first index outside ``[0, rows)``, or -1 if all are inside."""
-    cdef Py_ssize_t pos
+    cdef int64_t pos
     with nogil:
-        pos = _first_out_of_range(indices, <uint64_t>rows)
+        if index_t is int32_t:
+            pos = ebag_first_out_of_range_i32(&indices[0] if indices.shape[0] else NULL,
+                                              indices.shape[0], rows)
+        else:
+            pos = ebag_first_out_of_range_i64(&indices[0] if indices.shape[0] else NULL,
+                                              indices.shape[0], rows)
     return pos
 
 
 def first_decrease(const index_t[::1] offsets):
     """First position ``p`` with ``offsets[p] > offsets[p + 1]``, or -1 if non-decreasing."""
-    cdef Py_ssize_t pos
+    cdef int64_t pos
     with nogil:
-        pos = _first_decrease(offsets)
+        if index_t is int32_t:
+            pos = ebag_first_decrease_i32(&offsets[0] if offsets.shape[0] else NULL, offsets.shape[0])
+        else:
+            pos = ebag_first_decrease_i64(&offsets[0] if offsets.shape[0] else NULL, offsets.shape[0])
     return pos

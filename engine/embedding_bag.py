@@ -22,7 +22,8 @@ MODES = {Pooling.SUM: 0, Pooling.MEAN: 1, Pooling.MAX: 2}
 
 #: Batches with fewer lookups (all tables together) run on the calling thread: below this,
 #: waking the OpenMP team costs more than the second core saves
-#: (measured with benchmarks/bench_kernel.py --serial-threshold on the 2-vCPU dev VM).
+#: (benchmarks/bench_kernel.py --overhead on the 2-vCPU dev VM: with 8 cached tables the team
+#: wins from about 2k lookups; at 512 the calling thread alone is faster).
 SERIAL_BELOW_LOOKUPS = 2048
 
 

@@ -196,3 +196,20 @@ def test_hand_built_batch_with_wrong_dtypes_or_shapes():
         SparseBatch([np.array([1])], [np.array([], np.int64)]).validate(tables(5))
     with pytest.raises(InvalidInputError, match=r"per-sample weights must be a contiguous 1-D float32 array, got float64"):
         SparseBatch([np.array([1])], [np.array([0, 1])], [np.array([1.0])]).validate(tables(5, weighted={0}))
+
+
+def test_range_and_order_scans_at_the_edges():
+    from updlrm import _embedding_bag as kernel
+
+    assert kernel.first_out_of_range(np.array([], np.int32), 3) == -1
+    # int32 indices against a table with more than 2^31 rows: only negatives are out of range.
+    assert kernel.first_out_of_range(np.array([2**31 - 1, 0], np.int32), 2**40) == -1
+    assert kernel.first_out_of_range(np.array([5, -1], np.int32), 2**40) == 1
+    big = np.zeros(5000, np.int64)
+    big[4321] = 2**33
+    assert kernel.first_out_of_range(big, 2**33) == 4321
+    assert kernel.first_out_of_range(big, 2**33 + 1) == -1
+    assert kernel.first_decrease(np.array([0], np.int64)) == -1
+    steps = np.arange(3000, dtype=np.int32)
+    steps[2500] = 0
+    assert kernel.first_decrease(steps) == 2499

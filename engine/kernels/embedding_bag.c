@@ -207,3 +207,51 @@ void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end)
     const int k = (t->weight_is_f16 ? 2 : 0) + (t->index_is_i64 ? 1 : 0);
     (use_avx2 ? avx2_fns : portable_fns)[k](t, bag_begin, bag_end);
 }
+
+/* ---- validation scans ---------------------------------------------------------------------- */
+
+#define SCAN_BLOCK 1024
+#if EBAG_X86
+#define SCAN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SCAN_CLONES
+#endif
+
+/* A negative index wraps to a large unsigned value, so one unsigned compare checks both ends.
+ * The branch-free OR over a block is what lets gcc vectorise the scan. */
+#define DEFINE_FIRST_OUT_OF_RANGE(NAME, INT_T, UINT_T, MAX_LIMIT)                          \
+    SCAN_CLONES int64_t NAME(const INT_T *indices, int64_t n, int64_t rows)                   \
+    {                                                                                        \
+        const UINT_T limit = (uint64_t)rows > (uint64_t)(MAX_LIMIT) ? (UINT_T)(MAX_LIMIT)     \
+                                                                    : (UINT_T)rows;          \
+        for (int64_t start = 0; start < n; start += SCAN_BLOCK) {                            \
+            const int64_t stop = n - start < SCAN_BLOCK ? n : start + SCAN_BLOCK;            \
+            int bad = 0;                                                                     \
+            for (int64_t j = start; j < stop; ++j) bad |= (UINT_T)indices[j] >= limit;       \
+            if (bad)                                                                         \
+                for (int64_t j = start; j < stop; ++j)                                       \
+                    if ((UINT_T)indices[j] >= limit) return j;                               \
+        }                                                                                    \
+        return -1;                                                                           \
+    }
+
+/* int32 indices can never reach rows >= 2^31; only their sign matters then. */
+DEFINE_FIRST_OUT_OF_RANGE(ebag_first_out_of_range_i32, int32_t, uint32_t, UINT64_C(0x80000000))
+DEFINE_FIRST_OUT_OF_RANGE(ebag_first_out_of_range_i64, int64_t, uint64_t, UINT64_C(0x8000000000000000))
+
+#define DEFINE_FIRST_DECREASE(NAME, INT_T)                                                   \
+    SCAN_CLONES int64_t NAME(const INT_T *offsets, int64_t n)                                 \
+    {                                                                                        \
+        for (int64_t start = 0; start + 1 < n; start += SCAN_BLOCK) {                        \
+            const int64_t stop = n - 1 - start < SCAN_BLOCK ? n - 1 : start + SCAN_BLOCK;    \
+            int bad = 0;                                                                     \
+            for (int64_t j = start; j < stop; ++j) bad |= offsets[j] > offsets[j + 1];       \
+            if (bad)                                                                         \
+                for (int64_t j = start; j < stop; ++j)                                       \
+                    if (offsets[j] > offsets[j + 1]) return j;                               \
+        }                                                                                    \
+        return -1;                                                                           \
+    }
+
+DEFINE_FIRST_DECREASE(ebag_first_decrease_i32, int32_t)
+DEFINE_FIRST_DECREASE(ebag_first_decrease_i64, int64_t)

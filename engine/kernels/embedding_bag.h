@@ -39,4 +39,12 @@ int ebag_select_avx2(int want);
 void ebag_set_prefetch_distance(int rows);
 int ebag_prefetch_distance(void);
 
+/* Validation scans (vectorised; only the block holding a hit is rescanned).
+ * First position whose index lies outside [0, rows), or -1. */
+int64_t ebag_first_out_of_range_i32(const int32_t *indices, int64_t n, int64_t rows);
+int64_t ebag_first_out_of_range_i64(const int64_t *indices, int64_t n, int64_t rows);
+/* First position p with offsets[p] > offsets[p + 1], or -1. */
+int64_t ebag_first_decrease_i32(const int32_t *offsets, int64_t n);
+int64_t ebag_first_decrease_i64(const int64_t *offsets, int64_t n);
+
 #endif
