@@ -62,6 +62,9 @@ class DpuError(UpdlrmError):
         self.message = message
         self.async_job = async_job
 
+    def __reduce__(self):
+        return type(self), (self.call, self.code, self.code_name, self.message, self.async_job)
+
 
 DpuStatus = namedtuple("DpuStatus", ["done", "fault"])
 DpuStatus.__doc__ = "What ``dpu_status`` says about a set: every DPU done, any DPU faulted."

@@ -7,6 +7,7 @@ expected values are computed independently with NumPy.
 from __future__ import annotations
 
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -93,6 +94,8 @@ def test_error_carries_call_code_and_message(dpus):
     assert (err.call, err.code_name, err.async_job) == ("dpu_push_xfer",
                                                         "DPU_ERR_UNKNOWN_SYMBOL", False)
     assert str(err) == f"dpu_push_xfer failed: DPU_ERR_UNKNOWN_SYMBOL: {err.message}"
+    copy = pickle.loads(pickle.dumps(err))  # e.g. from a worker process
+    assert (copy.code_name, copy.message, str(copy)) == (err.code_name, err.message, str(err))
 
 
 def test_a_failed_push_leaves_no_prepared_buffer_behind(dpus):
