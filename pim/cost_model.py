@@ -83,62 +83,55 @@ DEFAULT_CPU_LOOKUPS_PER_S = 40e6
 DEFAULT_CPU_REF_DIM = 64
 
 
-def _gib(x: np.ndarray) -> np.ndarray:
-    return x * float(1 << 30)
-
-
-def _light_call_seconds(direction: Direction) -> np.ndarray:
-    """Seconds per push call on the LIGHT server at each LIGHT size (2,048 DPUs)."""
-    return LIGHT_NR_DPUS * LIGHT_SIZES / _gib(LIGHT_GIBPS[direction])
-
-
-def _per_call_cost(direction: Direction) -> float:
-    """Fixed cost of one push: the zero-size intercept of the line through the two smallest LIGHT
-    points [D] (0.35 ms to the DPUs, 0.68 ms back)."""
-    t = _light_call_seconds(direction)
-    slope = (t[1] - t[0]) / (LIGHT_SIZES[1] - LIGHT_SIZES[0])
-    return float(t[0] - slope * LIGHT_SIZES[0])
-
-
-def _streaming_gibps(direction: Direction) -> np.ndarray:
-    """Bandwidth left once the per-call cost is taken out, at each LIGHT size (32 ranks)."""
-    t = _light_call_seconds(direction) - _per_call_cost(direction)
-    return LIGHT_NR_DPUS * LIGHT_SIZES / t / float(1 << 30)
-
-
-def _streaming_bandwidth(bytes_per_dpu: float, direction: Direction) -> float:
-    """32-rank streaming bytes/s at ``bytes_per_dpu``, log-interpolated, held at the table ends."""
-    size = float(np.clip(bytes_per_dpu, LIGHT_SIZES[0], LIGHT_SIZES[-1]))
-    return float(np.interp(np.log(size), np.log(LIGHT_SIZES), _gib(_streaming_gibps(direction))))
-
-
 @dataclass(frozen=True)
 class TransferModel:
     """Host<->DPU push time: ``c_call + n_dpus * size / BW(size, ranks)``.
 
-    ``BW`` at 32 ranks is the LIGHT curve with the per-call cost taken out, interpolated in
-    log(size); outside 1 KiB..1 MiB it is held at the end values. With ``R`` ranks the aggregate
-    is ``min(R * per_rank, host)``: ``host`` is the 32-rank curve (already host-limited: 32 ranks
-    reach 22.6 GiB/s, far below 32 x 6.68 GB/s, upmem.md §4.3) and ``per_rank`` is that curve
-    scaled to PrIM's one-rank figure (6.68 / 4.74 GB/s at 32 MB per DPU). The per-call cost is
-    taken as independent of the rank count (ranks are served by parallel host threads).
+    Calibrated from a table of whole-call bandwidths measured at ``ref_dpus`` DPUs (default:
+    LIGHT, 32 ranks, SDK 2024.2). ``c_call`` is the zero-size intercept of the line through the two
+    smallest points [D] (0.35 ms to the DPUs, 0.72 ms back); ``BW`` is what is left once it is taken
+    out, interpolated in log(size) and held at the table's ends. With ``R`` ranks the aggregate is
+    ``min(R * per_rank, 1) * BW``: the reference curve is taken as host-limited (32 ranks reach
+    22.6 GiB/s, far below 32 x 6.68 GB/s, upmem.md §4.3) and ``per_rank`` is PrIM's one-rank figure
+    (6.68 / 4.74 GB/s at 32 MB per DPU) as a share of it. ``c_call`` is taken as independent of
+    the rank count (ranks are served by parallel host threads). Re-calibrate on a real server by
+    passing its own measured tables.
     """
 
-    call_s: dict = field(default_factory=lambda: {d: _per_call_cost(d) for d in ("to_dpu", "from_dpu")})
+    sizes: tuple = tuple(LIGHT_SIZES)
+    gibps: dict = field(default_factory=lambda: {d: tuple(v) for d, v in LIGHT_GIBPS.items()})
+    ref_dpus: int = LIGHT_NR_DPUS
+    rank_gbps: dict = field(default_factory=lambda: dict(PRIM_RANK_GBPS))
+    rank_bytes_per_dpu: float = PRIM_RANK_BYTES_PER_DPU
     dpus_per_rank: int = DPUS_PER_RANK
+
+    def _call_seconds(self, direction: Direction) -> np.ndarray:
+        sizes = np.asarray(self.sizes, np.float64)
+        return self.ref_dpus * sizes / (np.asarray(self.gibps[direction], np.float64) * 2.0**30)
+
+    def call_cost(self, direction: Direction) -> float:
+        """Fixed seconds of one push (``c_call``)."""
+        t = self._call_seconds(direction)
+        slope = (t[1] - t[0]) / (self.sizes[1] - self.sizes[0])
+        return float(t[0] - slope * self.sizes[0])
+
+    def _streaming(self, bytes_per_dpu: float, direction: Direction) -> float:
+        sizes = np.asarray(self.sizes, np.float64)
+        bw = self.ref_dpus * sizes / (self._call_seconds(direction) - self.call_cost(direction))
+        size = float(np.clip(bytes_per_dpu, sizes[0], sizes[-1]))
+        return float(np.interp(np.log(size), np.log(sizes), bw))
 
     def bandwidth(self, bytes_per_dpu: float, nr_ranks: int, direction: Direction) -> float:
         """Aggregate streaming bandwidth in bytes/s for a push of ``bytes_per_dpu`` per DPU."""
-        host_bw = _streaming_bandwidth(bytes_per_dpu, direction)
-        rank_share = PRIM_RANK_GBPS[direction] * 1e9 / _streaming_bandwidth(PRIM_RANK_BYTES_PER_DPU, direction)
-        return min(nr_ranks * rank_share, 1.0) * host_bw
+        rank_share = self.rank_gbps[direction] * 1e9 / self._streaming(self.rank_bytes_per_dpu, direction)
+        return min(nr_ranks * rank_share, 1.0) * self._streaming(bytes_per_dpu, direction)
 
     def seconds(self, bytes_per_dpu: float, nr_dpus: int, direction: Direction) -> float:
         """Modelled seconds of one push moving ``bytes_per_dpu`` to/from each of ``nr_dpus``."""
         if bytes_per_dpu <= 0 or nr_dpus <= 0:
             return 0.0
         ranks = -(-nr_dpus // self.dpus_per_rank)
-        return self.call_s[direction] + nr_dpus * bytes_per_dpu / self.bandwidth(bytes_per_dpu, ranks, direction)
+        return self.call_cost(direction) + nr_dpus * bytes_per_dpu / self.bandwidth(bytes_per_dpu, ranks, direction)
 
 
 @dataclass(frozen=True)

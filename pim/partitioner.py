@@ -853,7 +853,7 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
     if png is not None:
         ranks = -(-plan.nr_dpus // plan.dpus_per_rank)
         # the part of each push that the DPU's own bytes would cost (per-call cost left out)
-        push_s, pull_s = (np.array([max(cost.transfer.seconds(b, plan.nr_dpus, d) - cost.transfer.call_s[d], 0.0)
+        push_s, pull_s = (np.array([max(cost.transfer.seconds(b, plan.nr_dpus, d) - cost.transfer.call_cost(d), 0.0)
                                     for b in per_dpu]) for d, per_dpu in (("to_dpu", work.push_bytes),
                                                                           ("from_dpu", work.pull_bytes)))
         write_load_png(png, np.stack([kernel, push_s, pull_s], axis=1),
