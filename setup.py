@@ -34,6 +34,32 @@ engine_extensions = [
 
 # --- pim extensions (owned by pim/) ---
 pim_extensions = []
+
+
+def build_emulator_library(build_commands=("build", "build_ext", "bdist_wheel", "editable_wheel",
+                                           "develop", "install")):
+    """Build the DPU emulator pim/emu/lib/libdpuemu.so (shipped as package data, next to the
+    headers and runtime files that `python -m updlrm.pim.toolchain` needs) when it is missing
+    or older than its sources. Runs first, so that the binding and the kernels link to it."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("updlrm_toolchain", here / "pim" / "toolchain.py")
+    toolchain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toolchain)  # standard library only: importable before the build
+    if not set(build_commands) & set(sys.argv[1:]) or toolchain.using_sdk():
+        return
+    if toolchain.packaged_library_current():
+        return
+    toolchain.build_emulator_library(toolchain.EMU_LIB_DIR)
+    toolchain.write_library_stamp(toolchain.EMU_LIB_DIR)
+
+
+build_emulator_library()
+EMULATOR_PACKAGE_DATA = ["emu/include/*.h", "emu/dpurte/*.h", "emu/dpurte/*.c", "emu/src/*.c",
+                         "emu/src/*.h", "emu/lib/libdpuemu.so", "emu/lib/sources.sha256", "emu/README.md"]
 # Host half of the embedding-bag kernel's ABI (pim/kernels/emb_abi.h is shared with the DPU).
 pim_extensions.append(Extension(
     "updlrm.pim._emb_pack",
@@ -138,7 +164,8 @@ build_dpu_kernels()
 
 setup(
     packages=["updlrm", "updlrm.pim", "updlrm.pim.kernels", "updlrm.onnx_import"],
-    package_data={"updlrm.pim.kernels": ["*.c", "*.h", "*.emu.so", "*.dpu"]},
+    package_data={"updlrm.pim.kernels": ["*.c", "*.h", "*.emu.so", "*.dpu"],
+                  "updlrm.pim": EMULATOR_PACKAGE_DATA},
     package_dir={"updlrm": "engine", "updlrm.pim": "pim", "updlrm.onnx_import": "onnx_import"},
     ext_modules=cythonize(
         engine_extensions + pim_extensions,

@@ -130,6 +130,14 @@ def build_emulator_library(out_dir: Path | str, extra_cflags: Sequence[str] = ()
     return out_dir / EMU_LIB_FILE
 
 
+def packaged_library_current(stamp: str | None = None) -> bool:
+    """True when the package's ``emu/lib/libdpuemu.so`` was built from the current sources."""
+    shipped_stamp = EMU_LIB_DIR / "sources.sha256"
+    if not (EMU_LIB_DIR / EMU_LIB_FILE).is_file() or not shipped_stamp.is_file():
+        return False
+    return shipped_stamp.read_text().strip() == (stamp or _sources_digest())
+
+
 def emulator_library_dir() -> Path:
     """Folder holding an up-to-date ``libdpuemu.so`` (built on first use if needed).
 
@@ -137,9 +145,7 @@ def emulator_library_dir() -> Path:
     otherwise the library is built into a per-user cache keyed by the sources' hash.
     """
     stamp = _sources_digest()
-    shipped = EMU_LIB_DIR / EMU_LIB_FILE
-    shipped_stamp = EMU_LIB_DIR / "sources.sha256"
-    if shipped.is_file() and shipped_stamp.is_file() and shipped_stamp.read_text().strip() == stamp:
+    if packaged_library_current(stamp):
         return EMU_LIB_DIR
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "updlrm" / "dpuemu" / stamp
     if not (cache / EMU_LIB_FILE).is_file():
