@@ -6,8 +6,9 @@ Two figures (median of --repeats runs each, after one warm-up):
    (4,096 rows = 1 MiB per DPU), bags of 20 uniform random rows; the kernel launch alone
    (emulated DPU work) and the whole batch (pack, push, launch, pull, decode).
 2. wall time of one batch of 4,096 bags x 20 indices on 256 DPUs (same layout), split into
-   host scatter (NumPy, here), pack + push + launch + pull + decode (EmbKernelRunner) and the
-   host reduction of per-DPU partial sums.
+   the host scatter of bags into per-DPU sub-bags (NumPy, here; the PIM backend's job),
+   EmbKernelRunner.submit (pack, push, launch) and EmbKernelRunner.collect_into (wait, pull,
+   status check, fold of the partial sums into [B, 64]).
 
 These are host wall-clock measurements of the *emulator*; they say nothing about real DPU time
 (that is the cost model's job).
@@ -95,17 +96,17 @@ def bench_one_batch(args, rng):
         runner, tiles = setup_runner(dpus, rng, args.mode, output_capacity=1 << 20)
         offsets, indices = make_batch(rng, n_bags, n_dpus * ROWS_PER_DPU)
         out = np.zeros((n_bags, DIM), dtype=np.float32)
-        stages = {"scatter": [], "run_batch": [], "reduce": []}
+        stages = {"host scatter (NumPy)": [], "pack+push+launch": [], "wait+pull+check+fold": []}
+        jobs = np.arange(n_dpus)
 
         def one_batch():
             t0 = time.perf_counter()
             bag_ptr, sub_offsets, local, sub_bag = shard_batch(offsets, indices, ROWS_PER_DPU, n_dpus)
             t1 = time.perf_counter()
-            parts = runner.run_batch(np.arange(n_dpus), PoolOp.SUM, bag_ptr, sub_offsets, local)
+            runner.submit(jobs, PoolOp.SUM, bag_ptr, sub_offsets, local)
             t2 = time.perf_counter()
             out[:] = 0
-            for d, part in enumerate(parts):
-                out[sub_bag[bag_ptr[d]:bag_ptr[d + 1]]] += part  # bags are unique within a DPU
+            runner.collect_into(out, sub_bag)
             t3 = time.perf_counter()
             for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
                 stages[name].append(dt)
@@ -118,7 +119,7 @@ def bench_one_batch(args, rng):
           f"median of {args.repeats}")
     print(f"    one batch          : {total * 1e3:8.2f} ms  -> {indices.size / total / 1e6:6.2f} M lookups/s")
     for name, values in stages.items():
-        print(f"      {name:<16} : {statistics.median(values[1:]) * 1e3:8.2f} ms")
+        print(f"      {name:<22} : {statistics.median(values[1:]) * 1e3:8.2f} ms")
     print(f"    max |out - float64 reference| = {err:.3g}")
 
 

@@ -323,3 +323,57 @@ def read_status(const uint8_t[:, ::1] output):
         fovf[d] = st.first_overflow_bag
     fields["status_magic"] = EMB_STATUS_MAGIC
     return fields
+
+
+def reduce_results(const uint8_t[:, ::1] output, float[:, ::1] dst,
+                   const int32_t[::1] job_dpu, const uint32_t[::1] job_out_off,
+                   const uint32_t[::1] job_n_cols, const uint8_t[::1] job_mode,
+                   const uint8_t[::1] job_op, const double[::1] job_factor,
+                   const int64_t[::1] job_bag_ptr, const int64_t[::1] bag_row,
+                   const int64_t[::1] job_col):
+    """Fold every job's pooled rows into ``dst`` (float32 ``[rows, cols]``), in job order.
+
+    Bag ``b`` of job ``j`` (bags ``job_bag_ptr[j] .. job_bag_ptr[j+1]-1`` of the batch) lands
+    in ``dst[bag_row[b], job_col[j] : job_col[j] + job_n_cols[j]]``: added for SUM/WSUM jobs,
+    max-ed for MAX jobs (start MAX tables at -inf and zero their empty bags afterwards).
+    Integer results are dequantised as ``float32(acc * job_factor[j])``, as :meth:`collect` does.
+    """
+    cdef Py_ssize_t n_jobs = job_dpu.shape[0], j, b, k
+    if not (job_out_off.shape[0] == job_n_cols.shape[0] == job_mode.shape[0] == job_op.shape[0]
+            == job_factor.shape[0] == job_col.shape[0] == n_jobs
+            and job_bag_ptr.shape[0] == n_jobs + 1):
+        raise InvalidInputError("every job array needs one entry per job (job_bag_ptr one more)")
+    for j in range(n_jobs):
+        if (job_dpu[j] < 0 or job_dpu[j] >= output.shape[0] or job_col[j] < 0
+                or job_col[j] + job_n_cols[j] > dst.shape[1] or job_bag_ptr[j + 1] > bag_row.shape[0]
+                or <int64_t>job_out_off[j] + (job_bag_ptr[j + 1] - job_bag_ptr[j])
+                * <int64_t>EMB_OUT_ROW_BYTES(job_n_cols[j]) > output.shape[1]):
+            raise InvalidInputError(f"job {j} points outside the output or dst")
+        for b in range(job_bag_ptr[j], job_bag_ptr[j + 1]):
+            if bag_row[b] < 0 or bag_row[b] >= dst.shape[0]:
+                raise InvalidInputError(f"bag {b} maps to dst row {bag_row[b]} of {dst.shape[0]}")
+    cdef const uint8_t *src
+    cdef float *out
+    cdef float v
+    cdef uint32_t n_cols, row_bytes
+    cdef bint is_max, is_float
+    with nogil:
+        for j in range(n_jobs):
+            n_cols = job_n_cols[j]
+            row_bytes = EMB_OUT_ROW_BYTES(n_cols)
+            is_max = job_op[j] == EMB_OP_MAX
+            is_float = job_mode[j] == EMB_F32
+            src = &output[job_dpu[j], job_out_off[j]]
+            for b in range(job_bag_ptr[j], job_bag_ptr[j + 1]):
+                out = &dst[bag_row[b], job_col[j]]
+                for k in range(n_cols):
+                    if is_float:
+                        v = (<const float *>src)[k]
+                    else:
+                        v = <float>((<const int32_t *>src)[k] * job_factor[j])
+                    if is_max:
+                        if v > out[k]:
+                            out[k] = v
+                    else:
+                        out[k] = out[k] + v
+                src += row_bytes

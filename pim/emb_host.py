@@ -300,19 +300,12 @@ class EmbKernelRunner:
         requests = packed.requests
         self.dpus.copy(MRAM_HEAP_SYMBOL, list(requests), 0)
         self.dpus.launch(sync=False)
-        self._pending = (placement, bag_ptr, packed)
+        self._pending = (placement, ops, bag_ptr, packed)
 
     def collect(self) -> list[np.ndarray]:
         """Wait for the batch in flight, pull the pooled rows and return one float32
         ``[n_bags, n_cols]`` array per job (float32 jobs: views into the pulled buffer)."""
-        if self._pending is None:
-            raise InvalidInputError("no batch in flight: submit() one first")
-        placement, bag_ptr, packed = self._pending
-        self._pending = None
-        self.dpus.sync()
-        output = self.dpus.read(MRAM_HEAP_SYMBOL, packed.output_bytes, np.uint8,
-                                self.request_capacity)
-        self._check_status(output, placement, bag_ptr, packed)
+        output, placement, _, bag_ptr, packed = self._pull()
         cols = self.placements
         results = []
         for j, p in enumerate(placement):
@@ -329,6 +322,33 @@ class EmbKernelRunner:
                 factor = cols["scale"][p] * packed.job_weight_scale[j]
                 results.append((acc * factor).astype(np.float32))
         return results
+
+    def collect_into(self, dst: np.ndarray, bag_row, job_col=0) -> None:
+        """Wait for the batch in flight and fold its pooled rows into ``dst`` (float32
+        ``[rows, cols]``, C-contiguous) in C, in job order: bag ``b`` of the batch's CSR goes to
+        row ``bag_row[b]``, job ``j``'s columns start at ``job_col[j]``; SUM/WSUM jobs add, MAX
+        jobs take the maximum (start those at -inf).  This is how partial sums of row tiles and
+        column slices of one table come together without Python per job."""
+        output, placement, ops, bag_ptr, packed = self._pull()
+        cols = self.placements
+        _emb_pack.reduce_results(
+            output, dst, cols["dpu"][placement], packed.job_out_off, cols["n_cols"][placement],
+            cols["mode"][placement], ops,
+            cols["scale"][placement] * packed.job_weight_scale, bag_ptr,
+            np.ascontiguousarray(bag_row, dtype=np.int64),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(job_col, dtype=np.int64), placement.shape)))
+
+    def _pull(self):
+        """Wait for the batch in flight, pull every DPU's output area and check its status."""
+        if self._pending is None:
+            raise InvalidInputError("no batch in flight: submit() one first")
+        placement, ops, bag_ptr, packed = self._pending
+        self._pending = None
+        self.dpus.sync()
+        output = self.dpus.read(MRAM_HEAP_SYMBOL, packed.output_bytes, np.uint8,
+                                self.request_capacity)
+        self._check_status(output, placement, bag_ptr, packed)
+        return output, placement, ops, bag_ptr, packed
 
     def _check_status(self, output, placement, bag_ptr, packed) -> None:
         status = _emb_pack.read_status(output)

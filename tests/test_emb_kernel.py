@@ -226,6 +226,48 @@ def test_replicas_and_several_tiles_per_dpu(kernels):
         np.testing.assert_array_equal(results[j], want)
 
 
+@pytest.mark.parametrize("op", list(PoolOp))
+def test_collect_into_folds_row_shards_and_column_slices(kernels, op):
+    # a 2-D tiling of one table: 3 row shards x 2 column slices (13 + 7 columns) on 6 DPUs; the
+    # host splits each bag into sub-bags per row shard and folds the partials back together
+    rng = np.random.default_rng(int(op) + 20)
+    table = rng.normal(size=(90, 20)).astype(np.float32)
+    shards, slices = [(0, 40), (40, 70), (70, 90)], [(0, 13), (13, 20)]
+    offsets, indices, weights = random_bags(rng, 120, 90, max_len=6)
+    modes = [ValueMode.F32, ValueMode.I8]  # one column slice per mode
+    dst = np.full((120, 20), -np.inf if op == PoolOp.MAX else 0.0, dtype=np.float32)
+    want = dst.copy()
+    with DpuSet(6) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[16])
+        jobs, bag_ptr, sub_offsets, sub_idx, sub_w, bag_row, job_col = [], [0], [0], [], [], [], []
+        for s_i, (r0, r1) in enumerate(shards):
+            for c_i, (c0, c1) in enumerate(slices):
+                tile = make_tile(table[r0:r1, c0:c1], modes[c_i])
+                (pl,) = runner.load_tile(tile, [2 * s_i + c_i])
+                first_bag = len(bag_row)
+                for b in range(120):
+                    pos = np.arange(offsets[b], offsets[b + 1])
+                    pos = pos[(indices[pos] >= r0) & (indices[pos] < r1)]
+                    if pos.size:  # only non-empty sub-bags travel
+                        sub_idx.extend(indices[pos] - r0)
+                        sub_w.extend(weights[pos])
+                        sub_offsets.append(sub_offsets[-1] + pos.size)
+                        bag_row.append(b)
+                jobs.append(pl)
+                bag_ptr.append(len(bag_row))
+                job_col.append(c0)
+                part = expected(tile, op, np.array(sub_offsets[first_bag:]), np.array(sub_idx),
+                                np.array(sub_w, dtype=np.float32))
+                rows = np.array(bag_row[first_bag:])
+                if op == PoolOp.MAX:
+                    want[rows, c0:c1] = np.maximum(want[rows, c0:c1], part)
+                else:
+                    want[rows, c0:c1] = want[rows, c0:c1] + part
+        runner.submit(jobs, op, bag_ptr, sub_offsets, np.array(sub_idx), np.array(sub_w, dtype=np.float32))
+        runner.collect_into(dst, bag_row, job_col)
+    assert_same_bits(dst, want)
+
+
 def test_async_batches_reuse_the_tiles(kernels):
     rng = np.random.default_rng(9)
     table = rng.normal(size=(50, 16)).astype(np.float32)
