@@ -88,10 +88,11 @@ def expected(tile, op, offsets, indices, weights):
 
 @pytest.fixture(scope="session")
 def kernels(tmp_path_factory):
-    """emb_bag built with NR_TASKLETS = 1, 11 and 16 by the emulator toolchain (as setup.py does)."""
+    """emb_bag built with NR_TASKLETS = 1, 11, 16 and 24 (v1A's maximum, smaller WRAM buffers)
+    by the emulator toolchain, as setup.py does."""
     out = tmp_path_factory.mktemp("emb_kernels")
     built = {}
-    for tasklets in (1, 11, 16):
+    for tasklets in (1, 11, 16, 24):
         binary = out / f"emb_bag_{tasklets}.emu.so"
         subprocess.run([sys.executable, "-m", "updlrm.pim.toolchain", "cc", "-O3",
                         f"-DNR_TASKLETS={tasklets}", "-o", str(binary),
@@ -184,15 +185,16 @@ def test_mean_is_sum_divided_on_the_host(kernels):
     assert_same_bits(mean_from_sum(sums, lengths), want.astype(np.float32))
 
 
+@pytest.mark.parametrize("tasklets", [11, 24])
 @pytest.mark.parametrize("mode,n_cols", [(ValueMode.F32, 600), (ValueMode.I8, 300), (ValueMode.I32, 129)])
-def test_wide_rows_are_pooled_in_column_chunks(kernels, mode, n_cols):
+def test_wide_rows_are_pooled_in_column_chunks(kernels, mode, n_cols, tasklets):
     # 600 float32 columns = 2,400-byte rows: more than one DMA may move
     rng = np.random.default_rng(n_cols)
     table = rng.normal(size=(25, n_cols)).astype(np.float32)
     tile = make_tile(table, mode)
-    offsets, indices, weights = random_bags(rng, 40, 25, max_len=5)
+    offsets, indices, weights = random_bags(rng, 60, 25, max_len=5)
     for op in PoolOp:
-        got = one_job_run(kernels[11], tile, op, offsets, indices, weights)
+        got = one_job_run(kernels[tasklets], tile, op, offsets, indices, weights)
         want = expected(tile, op, offsets, indices, weights)
         assert_same_bits(got, want) if mode == ValueMode.F32 else np.testing.assert_array_equal(got, want)
 

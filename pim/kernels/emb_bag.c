@@ -35,13 +35,23 @@
 #pragma STDC FP_CONTRACT OFF /* gcc (emulator): -ffp-contract=off on the command line */
 #endif
 
+/* WRAM per tasklet is EMB_ACC_BYTES + 4 * EMB_COL_CHUNK + 8 * EMB_IDX_CHUNK + ~100 bytes:
+ * ~2.1 KB up to 16 tasklets (34 KB + 16 KB of stacks + ~5 KB of globals < 62 KB on v1B),
+ * ~1.1 KB beyond (24 tasklets on v1A: 27 KB + 24 KB of stacks + globals < 64 KB). */
+#if NR_TASKLETS > 16
+#define EMB_TASKLET_WRAM_SMALL 1
+#endif
 /* Values pooled per pass over a bag (rows wider than this are pooled in column chunks). */
 #ifndef EMB_COL_CHUNK
+#ifdef EMB_TASKLET_WRAM_SMALL
+#define EMB_COL_CHUNK 64u
+#else
 #define EMB_COL_CHUNK 128u
+#endif
 #endif
 /* WRAM accumulators per tasklet: the pooled rows of one block. */
 #ifndef EMB_ACC_BYTES
-#if NR_TASKLETS > 16
+#ifdef EMB_TASKLET_WRAM_SMALL
 #define EMB_ACC_BYTES 512u
 #else
 #define EMB_ACC_BYTES 1024u
@@ -50,7 +60,11 @@
 /* Most bags per block. */
 #define EMB_MAX_BLOCK 16u
 /* Indices (and weights) streamed from MRAM per DMA. */
+#ifdef EMB_TASKLET_WRAM_SMALL
+#define EMB_IDX_CHUNK 32u
+#else
 #define EMB_IDX_CHUNK 64u
+#endif
 /* A streamed window may start 4 bytes before the first wanted element. */
 #define EMB_STREAM_BYTES(n) ((n) * 4u + 8u)
 #define EMB_DMA_MAX 2048u
