@@ -2,6 +2,8 @@
 dense sub-models around them."""
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from ..errors import ModelImportError
 from ..tables import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -94,19 +97,50 @@ class DenseGraph:
                 providers: list[Any] | None = None) -> "onnxruntime.InferenceSession":
         """An onnxruntime session for this sub-model.
 
-        ``options`` gets the external-data folder set (a config entry); nothing is written to disk.
+        The sub-model goes to onnxruntime as bytes, with ``options`` told where the external data
+        lives (a session config entry); nothing is written to disk. Should onnxruntime not find
+        the external data that way (a version without the config key), the sub-model is loaded
+        from :meth:`save`'s file instead.
         """
         import onnxruntime as ort
 
         opts = options if options is not None else ort.SessionOptions()
+        providers = providers or ["CPUExecutionProvider"]
         try:
             current = opts.get_session_config_entry(_EXTERNAL_FOLDER_KEY)
         except Exception:  # onnxruntime raises when the key is unset
             current = None
         if current != str(self.base_dir):
             opts.add_session_config_entry(_EXTERNAL_FOLDER_KEY, str(self.base_dir))
-        return ort.InferenceSession(self.model_bytes(), opts,
-                                    providers=providers or ["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(self.model_bytes(), opts, providers=providers)
+        except Exception as exc:  # onnxruntime's own error types
+            # Only a failure to find the external data is worth the file route.
+            if not self._external_locations() or "external" not in str(exc).lower():
+                raise
+            return ort.InferenceSession(str(self.save()), opts, providers=providers)
+
+    def _external_locations(self) -> list[str]:
+        return sorted({e.value for t in self.model.graph.initializer
+                       if t.data_location == onnx.TensorProto.EXTERNAL
+                       for e in t.external_data if e.key == "location"})
+
+    def save(self) -> Path:
+        """Write the sub-model next to its external data (``base_dir``, a hidden name derived from
+        its content) and return the path; table bytes are never copied.
+
+        Only needed where onnxruntime cannot take bytes plus a data folder. A temporary folder of
+        symlinks is no way out: onnxruntime 1.32 refuses external data whose real path leaves the
+        model's folder. Raises ModelImportError when ``base_dir`` is not writable.
+        """
+        data = self.model_bytes()
+        path = self.base_dir / f".updlrm-{self.model.graph.name}-{hashlib.sha1(data).hexdigest()[:12]}.onnx"
+        if not path.exists():
+            if not os.access(self.base_dir, os.W_OK):
+                raise ModelImportError(f"cannot write the dense sub-model next to its data: {self.base_dir} "
+                                       "is not writable")
+            path.write_bytes(data)
+        return path
 
 
 @dataclass

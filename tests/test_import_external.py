@@ -145,3 +145,50 @@ def test_truncated_external_data_is_reported(tmp_path):
     onnx.save(model, str(tmp_path / "m.onnx"))
     with pytest.raises(ModelImportError, match="'tbl'.*m.data"):
         import_model(tmp_path / "m.onnx")
+
+
+def test_saved_dense_graph_resolves_external_data(tmp_path, monkeypatch):
+    """The file fallback writes next to the data (external data in a sub-folder here), and
+    session() takes it when onnxruntime cannot resolve external data of a model given as bytes."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(2)
+    t0 = rng.standard_normal((50, DIM)).astype(np.float32)
+    w = rng.standard_normal((DIM, 1)).astype(np.float32)
+    data = tmp_path / "sub" / "m.data"
+    data.parent.mkdir()
+    _write_at(data, 0, t0)
+    _write_at(data, t0.nbytes, w)
+    model = _emb_sum_model([_external("tbl", t0, "sub/m.data", 0)], _external("W", w, "sub/m.data", t0.nbytes),
+                           bag_len=2)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    post = import_model(tmp_path / "m.onnx").dense_post
+    path = post.save()
+    assert path.parent == tmp_path and path.stat().st_size < 1024
+    bag = rng.standard_normal((3, DIM)).astype(np.float32)
+    (got,) = ort.InferenceSession(str(path)).run(None, {post.inputs[0]: bag})
+    np.testing.assert_allclose(got, bag @ w, rtol=1e-5, atol=1e-6)
+    assert post.save() == path  # same content, same file
+
+    # An onnxruntime that cannot find external data of a model given as bytes: the file route.
+    os.remove(path)
+    real_session = ort.InferenceSession
+
+    def bytes_blind(model, *args, **kw):
+        if isinstance(model, bytes):
+            raise RuntimeError("cannot open external data file m.data")
+        return real_session(model, *args, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", bytes_blind)
+    (got,) = post.session().run(None, {post.inputs[0]: bag})
+    np.testing.assert_allclose(got, bag @ w, rtol=1e-5, atol=1e-6)
+    assert path.exists()
+    monkeypatch.setattr(ort, "InferenceSession", real_session)
+
+    os.remove(path)
+    monkeypatch.setattr(os, "access", lambda p, mode: False)
+    with pytest.raises(ModelImportError, match="not writable"):
+        post.save()
+    # The normal route writes nothing and needs no write access.
+    (got,) = post.session().run(None, {post.inputs[0]: bag})
+    np.testing.assert_allclose(got, bag @ w, rtol=1e-5, atol=1e-6)
