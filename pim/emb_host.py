@@ -7,7 +7,10 @@ each "pool bags ``bag_ptr[j]..bag_ptr[j+1]`` of one CSR (``offsets``/``indices``
 with placement ``placement[j]``" — indices are *local* rows of that placement's tile, so a
 partitioner can serve row sets, column ranges, replicas and partial-sum cache rows (extra rows
 of a tile) without the kernel knowing.  Per batch: one push of every DPU's packed request, one
-launch, one pull of every DPU's pooled rows.
+launch (:meth:`EmbKernelRunner.submit`, asynchronous), one pull of every DPU's pooled rows
+(:meth:`~EmbKernelRunner.collect`: one float32 array per job, or
+:meth:`~EmbKernelRunner.collect_into`: partials of row shards and column slices folded into a
+``[B, D]`` output in C).
 
 Value modes and their error (per output element, against the fp32 table values):
 
@@ -25,11 +28,10 @@ Value modes and their error (per output element, against the fp32 table values):
   :func:`int_error_bound` computes the bound.
 
 Mean pooling is a sum on the DPU divided on the host (:func:`mean_from_sum`); MAX is element-wise
-(unweighted only).
+(weights ignored).  Weighted sums need weights for every index of the batch's CSR.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Sequence
@@ -38,8 +40,6 @@ import numpy as np
 
 from updlrm.errors import CapacityError, InvalidInputError, UpdlrmError
 from updlrm.pim import _emb_pack
-
-log = logging.getLogger(__name__)
 
 #: libdpu's name of the symbol spanning the free MRAM (DPU_MRAM_HEAP_POINTER_NAME).
 MRAM_HEAP_SYMBOL = "__sys_used_mram_end"

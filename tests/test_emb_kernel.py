@@ -328,6 +328,18 @@ def test_kernel_flags_a_corrupt_request(kernels):
     assert (status["error_bag"][0], status["error_value"][0]) == (1, 99)
 
 
+def test_a_kernel_that_wrote_no_result_is_an_error(kernels):
+    # a clobbered EMB_CONFIG: the kernel cannot know where to write its status, so the host
+    # must notice that the pulled status is not this batch's
+    with DpuSet(2) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[11])
+        pl = runner.load_tile(make_tile(np.ones((4, 8), dtype=np.float32)), [0, 1])
+        runner.run_batch(pl, PoolOp.SUM, [0, 1, 2], [0, 1, 2], [0, 1])
+        dpus.copy("EMB_CONFIG", np.zeros(_emb_pack.CONFIG_BYTES, dtype=np.uint8))
+        with pytest.raises(KernelError, match="no result for batch 2"):
+            runner.run_batch(pl, PoolOp.SUM, [0, 1, 2], [0, 1, 2], [0, 1])
+
+
 def test_host_rejects_bad_batches(kernels):
     table = np.ones((10, 8), dtype=np.float32)
     with DpuSet(1) as dpus:
