@@ -90,12 +90,12 @@ class PlannerConfig:
     dpus_per_rank: int = DPUS_PER_RANK
     max_col_parts: int = 4
     col_parts: Mapping[str, int] | None = None
-    tiles_per_dpu: float = 8.0
+    tiles_per_dpu: float = 16.0
     max_tile_fraction: float = 0.25
     hot_fraction: float = 0.25
     max_cache_entries: int = 4096
     min_cache_share: float = 0.001
-    min_trusted_count: int = 8
+    min_trusted_count: int = 32
     memory_fill: float = 0.9
     allow_cpu: bool = True
     improve_iters: int = 4000
@@ -270,6 +270,10 @@ def _col_options(spec: TableSpec, cfg: PlannerConfig) -> list[list[int]]:
     return out
 
 
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
 def _stride(width: int) -> int:
     return -(-width * VALUE_BYTES // 8) * 8
 
@@ -333,11 +337,11 @@ def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCo
             need = sum(o.memory for o in chosen)
             worst = max(chosen, key=lambda o: o.memory)
             raise CapacityError(
-                f"tables need {need / 2**30:.2f} GiB of MRAM without replication but {cfg.nr_dpus} DPUs offer "
-                f"{budget / 2**30:.2f} GiB ({cfg.memory_fill:.0%} of {usable} B each after the "
-                f"{cfg.mram_reserve} B reserve); short by {(need - budget) / 2**30:.2f} GiB; largest: "
-                f"{accesses[worst.table].spec.name!r} ({worst.memory / 2**30:.2f} GiB). Remedies: 1) more DPUs, "
-                f"2) a smaller mram_reserve, 3) keep large tables on the CPU")
+                f"tables need {_mib(need)} of MRAM without replication but {cfg.nr_dpus} DPUs offer "
+                f"{_mib(budget)} ({cfg.memory_fill:.0%} of {usable} B each after the {cfg.mram_reserve} B "
+                f"reserve): short by {_mib(need - budget)}; largest: {accesses[worst.table].spec.name!r} "
+                f"({_mib(worst.memory)}). Remedies: 1) more DPUs, 2) a smaller mram_reserve, 3) keep large "
+                f"tables on the CPU")
         o = max(growable, key=lambda o: o.memory)
         chosen[o.table] = _option(o.table, accesses[o.table], o.col_bounds, o.groups * 2, target, coster, cfg,
                                   usable, o.split_hot)
@@ -626,7 +630,7 @@ class _Groups:
         if failed >= 0:
             gid = t_group[failed]
             raise CapacityError(f"no DPU has {nbytes[failed]} B free for a tile of table #{self.table[gid]} "
-                                f"(group {self.local[gid]}); tiles total {nbytes.sum() / 2**30:.2f} GiB on "
+                                f"(group {self.local[gid]}); tiles total {_mib(nbytes.sum())} on "
                                 f"{cfg.nr_dpus} DPUs x {usable} B")
         _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
         load, nbytes, dpu, t_group, t_slice = self._add_replicas(load, nbytes, dpu, t_group, t_slice, coster,
@@ -643,18 +647,16 @@ class _Groups:
         np.add.at(dpu_load, dpu, load)
         free = usable - np.bincount(dpu, weights=nbytes, minlength=n).astype(np.int64)
         members: dict[int, list[int]] = {}
-        for i, g in enumerate(t_group):
+        tiles_on: list[list[int]] = [[] for _ in range(n)]
+        for i, (g, d) in enumerate(zip(t_group, dpu)):
             members.setdefault(int(g), []).append(i)
+            tiles_on[d].append(i)
         load, nbytes, dpu = list(load), list(nbytes), list(dpu)
         t_group, t_slice = list(t_group), list(t_slice)
         objective = dpu_load.max(axis=0).sum()
         for _ in range(2 * n):
-            tile_of_dpu: dict[int, list[int]] = {}
             peaks = set(int(d) for d in dpu_load.argmax(axis=0))
-            for i, d in enumerate(dpu):
-                if d in peaks:
-                    tile_of_dpu.setdefault(d, []).append(i)
-            candidates = sorted((i for ts in tile_of_dpu.values() for i in ts), key=lambda i: -load[i].sum())
+            candidates = sorted((i for d in peaks for i in tiles_on[d]), key=lambda i: -load[i].sum())
             accepted = False
             for gid in dict.fromkeys(t_group[i] for i in candidates[:8]):
                 k = self.replicas[gid]
@@ -685,6 +687,7 @@ class _Groups:
                     load[m] = new[t_slice[m]]
                 for d, j, size in extra:
                     members[gid].append(len(load))
+                    tiles_on[d].append(len(load))
                     load.append(new[j])
                     nbytes.append(size)
                     dpu.append(d)

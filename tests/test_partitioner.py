@@ -1,0 +1,251 @@
+"""Partitioner and plans: capacity, row coverage, balance, cache correctness, persistence.
+
+The end-to-end check replays a plan in NumPy the way a PIM executor must (route, read tile rows,
+sum partials per tile and bag, reduce on the host) and compares with a direct embedding-bag sum.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from updlrm.errors import CapacityError, InvalidInputError
+from updlrm.pim.partitioner import Level, PlannerConfig, compare_levels, make_plan, report
+from updlrm.pim.plan import Plan, TableSpec
+from updlrm.pim.profile import build_profile
+from updlrm.synthetic import sample_rows
+
+ROWS = [20000, 5000, 300, 12000]
+DIM, BATCH, POOL, NR_DPUS = 16, 256, 20, 16
+SPECS = [TableSpec(f"t{i}", n, DIM) for i, n in enumerate(ROWS)]
+# 1 MiB table region per DPU: the big tables must be cut by rows, so popularity matters
+SMALL_MRAM = dict(mram_bytes=(8 << 20) + (1 << 20), mram_reserve=8 << 20)
+
+
+def make_batches(seed, n, skewed=True):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        idx = [sample_rows(r, BATCH * POOL, rng, skewed=skewed, salt=t) for t, r in enumerate(ROWS)]
+        out.append((idx, [np.arange(0, BATCH * POOL + 1, POOL) for _ in ROWS]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return build_profile(make_batches(1, 40), ROWS)
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return make_batches(2, 20)
+
+
+def config(level, **kw):
+    base = dict(nr_dpus=NR_DPUS, level=level, batch_size=BATCH, allow_cpu=False, max_col_parts=1, **SMALL_MRAM)
+    base.update(kw)
+    return PlannerConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def plans(profile):
+    return {lvl: make_plan(SPECS, profile, config(lvl)) for lvl in Level}
+
+
+def trace_reads(plan, trace):
+    reads = np.zeros(plan.nr_dpus)
+    for idx, off in trace:
+        work, _ = plan.work(idx, off)
+        reads += work.rows
+    return reads
+
+
+# ---- capacity ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", list(Level))
+def test_tiles_fit_their_dpus(plans, level):
+    plan = plans[level]
+    plan.validate()      # offsets 8-aligned, inside the region, no overlaps, coherent group tables
+    used = np.zeros(plan.nr_dpus, np.int64)
+    for t in plan.tiles:
+        used[t.dpu] += t.nbytes
+        assert t.row_stride == DIM * 4 and t.nbytes == t.num_rows * t.row_stride
+    assert used.max() <= plan.table_region_bytes
+    np.testing.assert_array_equal(plan.mram_used() >= used, True)
+
+
+def test_capacity_error_says_which_table_and_by_how_much():
+    huge = SPECS + [TableSpec("huge", 400_000, DIM)]       # 25.6 MB > 16 DPUs x 1 MiB
+    with pytest.raises(CapacityError, match=r"short by [0-9.]+ MiB; largest: 'huge'"):
+        make_plan(huge, None, config("uniform"))
+    wide = [TableSpec("wide", 10, 80_000)]                  # one row (320 KB) > a tile's 256 KiB
+    with pytest.raises(CapacityError, match=r"'wide'.*exceeds"):
+        make_plan(wide, None, config("uniform"))
+
+
+# ---- every row mapped exactly once, replicas complete --------------------------------------------
+
+@pytest.mark.parametrize("level", list(Level))
+def test_every_row_is_mapped_once_and_every_replica_has_its_tiles(plans, level):
+    plan = plans[level]
+    seen = {}
+    for i, tile in enumerate(plan.tiles):
+        key = (tile.table, tile.group, tile.replica, tile.col_start)
+        assert key not in seen
+        seen[key] = i
+    for t, tp in enumerate(plan.tables):
+        n_all = tp.spec.rows + tp.n_cache
+        sizes = np.bincount(tp.row_group, minlength=tp.n_groups)
+        for g in range(tp.n_groups):
+            locals_g = np.sort(tp.row_local[tp.row_group == g])
+            np.testing.assert_array_equal(locals_g, np.arange(sizes[g]))     # a numbering, no row twice
+            for rep in range(tp.group_replicas[g]):
+                tile = plan.tiles[seen[(t, g, rep, 0)]]
+                assert tile.num_rows == sizes[g]
+        assert sizes.sum() == n_all
+    n_replica_tiles = sum(int(tp.group_replicas.sum()) for tp in plan.tables)
+    assert n_replica_tiles == len(plan.tiles)
+
+
+def test_uniform_level_cuts_contiguous_row_ranges(plans):
+    for tp in plans[Level.UNIFORM].tables:
+        assert np.all(np.diff(tp.row_group) >= 0)
+        assert np.all(tp.group_replicas == tp.group_replicas[0])
+
+
+# ---- balance -------------------------------------------------------------------------------------
+
+def test_popularity_aware_balances_expected_accesses(plans, trace):
+    imb = {lvl: (lambda r: r.max() / r.mean())(trace_reads(plans[lvl], trace)) for lvl in Level}
+    assert imb[Level.POPULARITY] <= 1.05, imb
+    assert imb[Level.CACHE] <= 1.05, imb
+    assert imb[Level.UNIFORM] > imb[Level.POPULARITY] + 0.05, imb
+
+
+def test_popularity_beats_uniform_in_modelled_latency(plans):
+    assert plans[Level.POPULARITY].predicted["total"] < plans[Level.UNIFORM].predicted["total"]
+
+
+# ---- cache ---------------------------------------------------------------------------------------
+
+def test_cache_entries_are_sums_of_their_rows(plans):
+    plan = plans[Level.CACHE]
+    rng = np.random.default_rng(3)
+    weights = [rng.standard_normal((n, DIM)).astype(np.float32) for n in ROWS]
+    checked = 0
+    for tile_id, tile in enumerate(plan.tiles):
+        tp = plan.tables[tile.table]
+        if tp.n_cache == 0:
+            continue
+        image = plan.tile_image(tile_id, weights[tile.table])
+        in_tile = np.flatnonzero(tp.row_group == tile.group)
+        for r in in_tile[in_tile >= tp.spec.rows]:
+            e = r - tp.spec.rows
+            members = tp.cache_rows[tp.cache_ptr[e]:tp.cache_ptr[e + 1]]
+            assert len(members) >= 2 and np.all(tp.row_cache[members] == e)
+            np.testing.assert_allclose(image[tp.row_local[r]], weights[tile.table][members].sum(axis=0), rtol=1e-6)
+            checked += 1
+    assert checked > 0
+
+
+def test_cache_saves_reads_on_the_trace(plans, trace):
+    saved = hits = 0
+    for idx, off in trace:
+        _, stats = plans[Level.CACHE].work(idx, off)
+        saved += stats["reads_saved"]
+        hits += stats["cache_hits"]
+    assert hits > 0 and saved == hits            # pairs: each use replaces two reads by one
+    assert trace_reads(plans[Level.CACHE], trace).sum() == sum(len(i) for b in trace for i in b[0]) - saved
+
+
+# ---- the plan replayed end to end ----------------------------------------------------------------
+
+def replay(plan, weights, idx, off):
+    """NumPy executor: route, read tile images, partial sums per (tile, bag), host reduction."""
+    images = {i: plan.tile_image(i, weights[t.table]) for i, t in enumerate(plan.tiles)}
+    out = []
+    for t, tp in enumerate(plan.tables):
+        res = np.zeros((len(off[t]) - 1, tp.spec.dim))
+        r = plan.route(t, idx[t], off[t])
+        for tile_id in np.unique(r.tile):
+            sel = r.tile == tile_id
+            tile = plan.tiles[tile_id]
+            partial = np.zeros((len(off[t]) - 1, tile.width))
+            np.add.at(partial, r.bag[sel], images[tile_id][r.local_row[sel]])
+            res[:, tile.col_start:tile.col_stop] += partial
+        out.append(res)
+    return out
+
+
+@pytest.mark.parametrize("level, col_parts", [(Level.UNIFORM, 1), (Level.POPULARITY, 2), (Level.CACHE, 4)])
+def test_plan_replay_equals_embedding_bag(profile, trace, level, col_parts):
+    plan = make_plan(SPECS, profile, config(level, max_col_parts=4, col_parts={s.name: col_parts for s in SPECS}))
+    assert all(tp.n_slices == col_parts for tp in plan.tables)
+    rng = np.random.default_rng(4)
+    weights = [rng.standard_normal((n, DIM)).astype(np.float32) for n in ROWS]
+    idx, off = trace[0]
+    got = replay(plan, weights, idx, off)
+    for t in range(len(ROWS)):
+        want = np.add.reduceat(weights[t][idx[t]].astype(np.float64), off[t][:-1], axis=0)
+        np.testing.assert_allclose(got[t], want, rtol=1e-5, atol=1e-5)
+
+
+# ---- persistence and model checks ----------------------------------------------------------------
+
+def test_plan_json_round_trip(plans, tmp_path, trace):
+    plan = plans[Level.CACHE]
+    plan.save(tmp_path / "plan")
+    back = Plan.load(tmp_path / "plan.json")
+    assert back.tiles == plan.tiles and back.predicted == plan.predicted and back.level == "cache"
+    for a, b in zip(plan.tables, back.tables):
+        assert a.spec == b.spec and a.col_bounds == b.col_bounds
+        np.testing.assert_array_equal(a.row_group, b.row_group)
+        np.testing.assert_array_equal(a.cache_rows, b.cache_rows)
+    idx, off = trace[0]
+    for t in range(len(ROWS)):
+        ra, rb = plan.route(t, idx[t], off[t]), back.route(t, idx[t], off[t])
+        np.testing.assert_array_equal(ra.tile, rb.tile)
+        np.testing.assert_array_equal(ra.local_row, rb.local_row)
+    back.check(SPECS)
+
+
+@pytest.mark.parametrize("change", [dict(rows=20001), dict(dim=8), dict(name="other"), dict(dtype="float16"),
+                                    dict(weighted=True)])
+def test_check_rejects_a_mismatched_model(plans, change):
+    tables = list(SPECS)
+    tables[0] = dataclasses.replace(SPECS[0], **change)
+    with pytest.raises(InvalidInputError, match="table #0"):
+        plans[Level.UNIFORM].check(tables)
+    with pytest.raises(InvalidInputError, match="the model has 3"):
+        plans[Level.UNIFORM].check(SPECS[:3])
+
+
+def test_check_accepts_embedding_tables(plans):
+    from updlrm.tables import EmbeddingTable
+    tables = [EmbeddingTable(s.name, np.zeros((s.rows, s.dim), np.float32)) for s in SPECS]
+    plans[Level.POPULARITY].check(tables)
+
+
+# ---- CPU fallback and report ----------------------------------------------------------------------
+
+def test_small_batches_stay_on_the_cpu(profile):
+    plan = make_plan(SPECS, profile, config("popularity", batch_size=4, allow_cpu=True))
+    assert all(tp.placement == "cpu" for tp in plan.tables) and not plan.tiles
+    assert plan.predicted["total"] == pytest.approx(plan.predicted["cpu_tables"])
+
+
+def test_fallback_never_predicts_slower_than_cpu(profile):
+    for batch in (16, 256, 4096):
+        plan = make_plan(SPECS, profile, config("cache", batch_size=batch, allow_cpu=True, value_mode="int32"))
+        rep = report(plan)
+        assert rep.speedup_vs_cpu >= 1.0 - 1e-9
+
+
+def test_report_and_pngs(profile, tmp_path):
+    res = compare_levels(SPECS, profile, config("uniform"), out_dir=str(tmp_path))
+    for level, (plan, rep) in res.items():
+        png = (tmp_path / f"load_{level}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IDAT" in png and b"imbalance" in png
+        assert rep.nr_dpus == NR_DPUS and rep.tiles == len(plan.tiles)
+        assert rep.imbalance_reads == pytest.approx(rep.reads.max() / rep.reads.mean())
+        assert set(rep.stages_s) >= {"h2d", "launch", "kernel", "d2h", "total"}
+    assert res["cache"][1].cache_hit_rate > 0 and res["uniform"][1].cache_hit_rate == 0
