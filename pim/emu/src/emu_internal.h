@@ -90,7 +90,7 @@ struct dpu_t {
     uint8_t *mram;   /* 64 MiB, MAP_NORESERVE */
     struct dpu_program_t *program;
     uint8_t *image;  /* saved WRAM globals; NULL = the load-time values */
-    uint8_t *heap;   /* WRAM heap, allocated on first mem_alloc */
+    uint8_t *heap;   /* WRAM heap (64 KiB of the allocation's lazily committed heap area) */
     uint32_t heap_used;
     bool running; /* guarded by g_emu.lock */
     bool fault;
@@ -121,6 +121,7 @@ struct emu_alloc {
     struct dpu_rank_t *rank_storage;
     struct dpu_t *dpu_storage;
     struct dpu_t **dpu_pointers;
+    uint8_t *wram_heaps; /* nr_dpus * 64 KiB, MAP_NORESERVE */
     pthread_mutex_t stats_lock;
     struct dpu_emu_xfer_record *xfer_log; /* ring of DPU_EMU_XFER_LOG_MAX */
     uint64_t xfer_log_count;              /* records ever written since reset */

@@ -190,7 +190,6 @@ static void destroy_alloc(struct emu_alloc *a)
         if (d->mram != NULL)
             munmap(d->mram, EMU_MRAM_SIZE);
         free(d->image);
-        free(d->heap);
         free(d->log);
         free(d->last_tasklets);
     }
@@ -199,6 +198,8 @@ static void destroy_alloc(struct emu_alloc *a)
     free(a->rank_storage);
     free(a->ranks);
     free(a->xfer_log);
+    if (a->wram_heaps != NULL)
+        munmap(a->wram_heaps, (size_t)a->nr_dpus * EMU_WRAM_SIZE);
     pthread_mutex_destroy(&a->stats_lock);
     free(a);
 }
@@ -221,6 +222,14 @@ static dpu_error_t make_alloc(uint32_t nr_ranks, uint32_t nr_dpus, uint32_t per_
         destroy_alloc(a);
         return DPU_ERR_SYSTEM;
     }
+    /* WRAM heaps of all DPUs, committed page by page when a kernel uses them */
+    void *heaps = mmap(NULL, (size_t)nr_dpus * EMU_WRAM_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (heaps == MAP_FAILED) {
+        destroy_alloc(a);
+        return DPU_ERR_ALLOCATION;
+    }
+    a->wram_heaps = heaps;
     uint32_t next = 0;
     for (uint32_t r = 0; r < nr_ranks; r++) {
         struct dpu_rank_t *rank = &a->rank_storage[r];
@@ -236,6 +245,7 @@ static dpu_error_t make_alloc(uint32_t nr_ranks, uint32_t nr_dpus, uint32_t per_
             d->rank = rank;
             d->index = next;
             d->worker = next % g_emu.nr_workers;
+            d->heap = a->wram_heaps + (size_t)next * EMU_WRAM_SIZE;
             /* 64 MiB per DPU, committed page by page on first touch. */
             void *m = mmap(NULL, EMU_MRAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                            -1, 0);

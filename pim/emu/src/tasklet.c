@@ -543,11 +543,6 @@ void *__dpu_emu_mem_alloc(uint32_t size)
     struct emu_ctx *c = ctx();
     struct dpu_t *d = c->dpu;
     uint32_t capacity = c->program->wram_heap_size;
-    if (d->heap == NULL) {
-        d->heap = calloc(1, capacity + 8);
-        if (d->heap == NULL)
-            fault(c, "emulator: out of host memory for the WRAM heap");
-    }
     uint64_t start = ((uint64_t)d->heap_used + 7) & ~(uint64_t)7;
     if (start + size > capacity)
         fault(c, "mem_alloc(%u): WRAM heap exhausted (%u of %u bytes used)", size, d->heap_used, capacity);
@@ -559,8 +554,6 @@ void *__dpu_emu_mem_reset(void)
 {
     struct emu_ctx *c = ctx();
     c->dpu->heap_used = 0;
-    if (c->dpu->heap == NULL)
-        return __dpu_emu_mem_alloc(0);
     return c->dpu->heap;
 }
 
