@@ -44,8 +44,13 @@ def infer_value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
             g.initializer.append(t)
     try:
         inferred = shape_inference.infer_shapes(stub, strict_mode=False)
-    except Exception as exc:  # onnx raises several unrelated types here
-        raise ModelImportError(f"shape inference failed on the model: {exc}") from exc
+    except Exception:  # onnx raises several unrelated types here
+        # Stale value_info (e.g. left by a tool that edited the graph) can contradict inference.
+        del g.value_info[:]
+        try:
+            inferred = shape_inference.infer_shapes(stub, strict_mode=False)
+        except Exception as exc:
+            raise ModelImportError(f"shape inference failed on the model: {exc}") from exc
     types: dict[str, onnx.TypeProto] = {}
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         if vi.type.WhichOneof("value") is not None:

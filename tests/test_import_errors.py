@@ -190,3 +190,16 @@ def test_feeds_errors_name_the_input(dlrm_export):
         imported.batch_from_feeds({**feeds, "per_sample_weights_1": feeds["per_sample_weights_1"].astype(np.int64)})
     with pytest.raises(InvalidInputError, match="input 'indices_0'.*must be 1-D"):
         imported.batch_from_feeds({**feeds, "indices_0": feeds["indices_0"][None]})
+
+
+def test_stale_value_info_is_ignored(tmp_path):
+    """A value_info contradicting the initializers (a tool resized a table) does not stop import."""
+    nodes = [helper.make_node("Gather", ["T", "idx"], ["rows"]),
+             helper.make_node("ReduceSum", ["rows", "axes1"], ["bag"], keepdims=0),
+             helper.make_node("Relu", ["bag"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [IDX2D], [OUT], initializer=[_table(), AXES1],
+                              value_info=[helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["B", 3, 99])])
+    path = tmp_path / "stale.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    imported = import_model(path, verify=True)
+    assert [b.output for b in imported.bags] == ["bag"] and imported.dense_post.inputs == ["bag"]
