@@ -198,7 +198,7 @@ def test_stale_value_info_is_ignored(tmp_path):
              helper.make_node("ReduceSum", ["rows", "axes1"], ["bag"], keepdims=0),
              helper.make_node("Relu", ["bag"], ["out"])]
     graph = helper.make_graph(nodes, "g", [IDX2D], [OUT], initializer=[_table(), AXES1],
-                              value_info=[helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["B", 3, 99])])
+                              value_info=[helper.make_tensor_value_info("T", TensorProto.FLOAT, [99, DIM])])
     path = tmp_path / "stale.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     imported = import_model(path, verify=True)
