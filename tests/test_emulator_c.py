@@ -20,12 +20,13 @@ from updlrm.pim import toolchain
 
 TESTS_DIR = Path(toolchain.EMU_DIR) / "tests"
 
-pytestmark = pytest.mark.skipif(
+needs_c_suite = pytest.mark.skipif(
     not (TESTS_DIR / "Makefile").is_file() or shutil.which("make") is None or toolchain.using_sdk(),
     reason="needs the source tree's pim/emu/tests, make, and the emulator (not the SDK)",
 )
 
 
+@needs_c_suite
 def test_c_suite_under_asan(tmp_path: Path) -> None:
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
     result = subprocess.run(
@@ -39,6 +40,7 @@ def test_c_suite_under_asan(tmp_path: Path) -> None:
     assert "ERROR: AddressSanitizer" not in output
 
 
+@pytest.mark.skipif(toolchain.using_sdk(), reason="the UPMEM SDK is installed")
 def test_toolchain_flags_point_at_the_emulator() -> None:
     assert toolchain.host_cflags() == [f"-I{toolchain.EMU_INCLUDE_DIR}"]
     libs = toolchain.host_libs()
@@ -57,8 +59,30 @@ def test_kernel_command_follows_the_dpu_driver() -> None:
         toolchain.kernel_command(["-DNR_TASKLETS=25", "task.c"])
 
 
+@pytest.mark.skipif(toolchain.using_sdk(), reason="the UPMEM SDK is installed")
 def test_command_line_prints_cflags_and_libs() -> None:
     result = subprocess.run([sys.executable, "-m", "updlrm.pim.toolchain", "cflags", "libs"],
                             capture_output=True, text=True, check=True)
     flags = result.stdout.split()
     assert flags[0] == f"-I{toolchain.EMU_INCLUDE_DIR}" and "-ldpuemu" in flags
+
+
+def test_commands_defer_to_the_sdk_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With UPMEM_HOME holding the SDK's tools, cflags/libs/cc run them instead of the emulator's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pkg_config = bin_dir / "dpu-pkg-config"
+    pkg_config.write_text('#!/bin/sh\n[ "$1" = --cflags ] && echo "-I/sdk/include/dpu" || echo "-L/sdk/lib -ldpu"\n')
+    clang = bin_dir / "dpu-upmem-dpurte-clang"
+    clang.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/clang_args\n')
+    for tool in (pkg_config, clang):
+        tool.chmod(0o755)
+    monkeypatch.setenv("UPMEM_HOME", str(tmp_path))
+    monkeypatch.delenv("UPDLRM_DPU_EMULATOR", raising=False)
+    assert toolchain.using_sdk()
+    assert toolchain.host_cflags() == ["-I/sdk/include/dpu"]
+    assert toolchain.host_libs() == ["-L/sdk/lib", "-ldpu"]
+    toolchain.compile_kernel(["-O2", "-DNR_TASKLETS=16", "-o", "k", "task.c"])
+    assert (tmp_path / "clang_args").read_text().split() == ["-O2", "-DNR_TASKLETS=16", "-o", "k", "task.c"]
+    monkeypatch.setenv("UPDLRM_DPU_EMULATOR", "1")
+    assert not toolchain.using_sdk()
