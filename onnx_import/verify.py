@@ -108,13 +108,13 @@ def _feeds(idx: GraphIndex, bag: ImportedBag, inputs: list[str], batch: int, sta
                 if isinstance(d, str):
                     symbols.setdefault(d, size)
             feeds[name] = value
-    for name in inputs:  # inputs the region reads for their shape only
+    for name in inputs:  # inputs the region reads for their shape only (dim 0 taken as the batch)
         if name in feeds:
             continue
         elem = idx.input_types[name].tensor_type.elem_type
         dtype = _NP_INT.get(elem) or _NP_FLOAT.get(elem)
-        shape = [d if isinstance(d, int) else symbols.get(d, batch if d in ("batch", None) else 1)
-                 for d in _dims(idx, name)]
+        shape = [d if isinstance(d, int) else symbols.get(d, batch if i == 0 else 1)
+                 for i, d in enumerate(_dims(idx, name))]
         feeds[name] = np.zeros(shape, dtype)
     return feeds
 
