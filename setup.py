@@ -81,32 +81,33 @@ def dpu_binding_extension() -> Extension:
     spec = importlib.util.spec_from_file_location("updlrm_toolchain", "pim/toolchain.py")
     toolchain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(toolchain)  # standard library only: importable before the build
-    common = dict(sources=["pim/_dpu.pyx"], depends=["pim/dpu_extras.h"],
-                  extra_compile_args=["-O2"])
+    macros = list(NUMPY_MACROS)
     if toolchain.using_sdk():
         version = subprocess.run([toolchain.sdk_pkg_config(), "--modversion", "dpu"], check=True,
                                  capture_output=True, text=True).stdout.strip()
-        libs = toolchain.host_libs()
+        macros.append(("UPDLRM_SDK_VERSION", f'"{version}"'))
+        cflags, libs = toolchain.host_cflags(), toolchain.host_libs()
+        include_dirs = [flag[2:] for flag in cflags if flag.startswith("-I")]
         library_dirs = [flag[2:] for flag in libs if flag.startswith("-L")]
-        return Extension(
-            "updlrm.pim._dpu",
-            include_dirs=["pim", *(flag[2:] for flag in toolchain.host_cflags() if flag.startswith("-I"))],
-            library_dirs=library_dirs,
-            libraries=[flag[2:] for flag in libs if flag.startswith("-l")],
-            runtime_library_dirs=library_dirs,
-            define_macros=[("UPDLRM_SDK_VERSION", f'"{version}"')],
-            **common,
-        )
-    lib_dir = toolchain.emulator_library_dir()
-    # The package's own emu/lib travels with the extension; a cache build is found by path.
-    rpath = "$ORIGIN/emu/lib" if lib_dir == toolchain.EMU_LIB_DIR else str(lib_dir)
+        libraries = [flag[2:] for flag in libs if flag.startswith("-l")]
+        rpath = library_dirs
+    else:
+        lib_dir = toolchain.emulator_library_dir()
+        include_dirs = [str(toolchain.EMU_INCLUDE_DIR)]
+        library_dirs = [str(lib_dir)]
+        libraries = [toolchain.EMU_LIB_NAME]
+        # The package's own emu/lib travels with the extension; a cache build is found by path.
+        rpath = ["$ORIGIN/emu/lib" if lib_dir == toolchain.EMU_LIB_DIR else str(lib_dir)]
     return Extension(
         "updlrm.pim._dpu",
-        include_dirs=["pim", str(toolchain.EMU_INCLUDE_DIR)],
-        library_dirs=[str(lib_dir)],
-        libraries=[toolchain.EMU_LIB_NAME],
-        runtime_library_dirs=[rpath],
-        **common,
+        ["pim/_dpu.pyx"],
+        include_dirs=[np.get_include(), "pim", *include_dirs],
+        library_dirs=library_dirs,
+        libraries=libraries,
+        runtime_library_dirs=rpath,
+        depends=["pim/dpu_extras.h"],
+        define_macros=macros,
+        extra_compile_args=["-O2"],
     )
 
 

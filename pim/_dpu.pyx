@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 cimport cython
+cimport numpy as cnp
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdio cimport FILE, SEEK_END, fclose, fflush, fread, fseek, ftell, rewind, tmpfile
@@ -24,6 +25,11 @@ from updlrm.errors import InvalidInputError, UpdlrmError
 from updlrm.pim.counters import (DMA_COUNTERS, DPU_COUNTERS, MAX_TASKLETS, XFER_RECORD,
                                  XFER_TOTALS, CountersUnavailableError, DpuCounters)
 
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    bint PyDataType_REFCHK(cnp.PyArray_Descr *descr)  # the dtype holds Python objects
 
 # The low 16 bits of a status hold the error; DPU_ERR_ASYNC_JOBS and a job type may be OR-ed on.
 cdef uint32_t _ERROR_CODE_MASK = 0xFFFF
@@ -85,28 +91,49 @@ cdef int _check(dpu_error_t status, str call) except -1:
                    message, bool(raw & <uint32_t>DPU_ERR_ASYNC_JOBS))
 
 
-cdef object _host_buffer(object data, str what):
-    """A C-contiguous byte view of ``data`` (NumPy array or bytes-like), without copying.
+cdef str _label(str name, Py_ssize_t index):
+    return name if index < 0 else f"{name}[{index}]"
 
-    The returned memoryview keeps the exporter's memory alive; keep it until libdpu is done.
+
+cdef Py_ssize_t _host_buffer(object data, str name, Py_ssize_t index, list keep, void **address,
+                             bint writable=False) except -1:
+    """Address and byte size of the memory of ``data`` (NumPy array or bytes-like), no copy.
+
+    Appends to ``keep`` the object that holds that memory: keep it until libdpu is done.
+    Errors name the argument ``name`` (item ``index`` of it unless negative).
     """
-    try:
-        view = memoryview(data)
-    except TypeError:
+    cdef cnp.ndarray array
+    cdef bint contiguous, has_objects, readonly
+    cdef Py_ssize_t nbytes
+    if isinstance(data, cnp.ndarray):  # the common case, without a memoryview per buffer
+        array = data
+        contiguous = cnp.PyArray_IS_C_CONTIGUOUS(array)
+        has_objects = PyDataType_REFCHK(cnp.PyArray_DESCR(array))
+        readonly = not cnp.PyArray_ISWRITEABLE(array)
+        nbytes = cnp.PyArray_NBYTES(array)
+        address[0] = cnp.PyArray_DATA(array)
+    else:
+        try:
+            data = memoryview(data)
+        except TypeError:
+            raise InvalidInputError(f"{_label(name, index)}: expected a NumPy array or a "
+                                    f"bytes-like object, got {type(data).__name__}") from None
+        contiguous = data.c_contiguous
+        has_objects = "O" in data.format
+        readonly = data.readonly
+        nbytes = data.nbytes
+        address[0] = PyMemoryView_GET_BUFFER(data).buf
+    if has_objects:
+        raise InvalidInputError(f"{_label(name, index)}: object arrays hold pointers, not data")
+    if not contiguous:
         raise InvalidInputError(
-            f"{what}: expected a NumPy array or a bytes-like object, got {type(data).__name__}"
-        ) from None
-    if "O" in view.format:
-        raise InvalidInputError(f"{what}: object arrays hold pointers, not data")
-    if not view.c_contiguous:
-        raise InvalidInputError(f"{what} is not C-contiguous; pass np.ascontiguousarray(...)")
-    if view.nbytes == 0:
-        raise InvalidInputError(f"{what} is empty: nothing to transfer")
-    return view
-
-
-cdef inline void *_address(object view):
-    return PyMemoryView_GET_BUFFER(view).buf
+            f"{_label(name, index)} is not C-contiguous; pass np.ascontiguousarray(...)")
+    if nbytes == 0:
+        raise InvalidInputError(f"{_label(name, index)} is empty: nothing to transfer")
+    if writable and readonly:
+        raise InvalidInputError(f"{_label(name, index)} is read-only")
+    keep.append(data)
+    return nbytes
 
 
 cdef bytes _symbol_name(object symbol):
@@ -389,16 +416,16 @@ cdef class DpuSet:
         if isinstance(data, (list, tuple)):
             self._copy_each(name, data, off, flags)
             return
-        view = _host_buffer(data, "data")
+        keep = []
+        cdef void *src
+        cdef size_t length = _host_buffer(data, "data", -1, keep, &src)
         cdef const char *name_ptr = name
-        cdef void *src = _address(view)
-        cdef size_t length = view.nbytes
         cdef dpu_error_t status
         with nogil:
             status = dpu_broadcast_to(self._set, name_ptr, off, src, length, flags)
         _check(status, "dpu_broadcast_to")
         if not sync:
-            self._allocation()._async_buffers.append(view)
+            self._allocation()._async_buffers.extend(keep)
 
     cdef int _copy_each(self, bytes name, object data, uint32_t off,
                         dpu_xfer_flags_t flags) except -1:
@@ -406,27 +433,28 @@ cdef class DpuSet:
             raise InvalidInputError(
                 f"data has {len(data)} buffers for {self._nr_dpus} DPUs: give one per DPU "
                 f"(None skips a DPU) or a single buffer to broadcast")
-        views = []
+        keep = []
         cdef void **buffers = <void **>malloc(self._nr_dpus * sizeof(void *))
         if buffers == NULL:
             raise MemoryError()
         cdef Py_ssize_t length = -1
+        cdef Py_ssize_t nbytes
+        cdef Py_ssize_t i = 0
         cdef dpu_error_t status
         cdef const char *name_ptr = name
         try:
-            for i, item in enumerate(data):
+            for item in data:
                 if item is None:
                     buffers[i] = NULL
-                    continue
-                view = _host_buffer(item, f"data[{i}]")
-                if length < 0:
-                    length = view.nbytes
-                elif view.nbytes != length:
-                    raise InvalidInputError(
-                        f"data[{i}] has {view.nbytes} bytes, earlier buffers {length}: one push "
-                        f"moves the same length to every DPU, so pad them to a common size")
-                buffers[i] = _address(view)
-                views.append(view)
+                else:
+                    nbytes = _host_buffer(item, "data", i, keep, &buffers[i])
+                    if length < 0:
+                        length = nbytes
+                    elif nbytes != length:
+                        raise InvalidInputError(
+                            f"data[{i}] has {nbytes} bytes, earlier buffers {length}: one push "
+                            f"moves the same length to every DPU, so pad them to a common size")
+                i += 1
             if length < 0:
                 return 0  # every DPU skipped
             with nogil:
@@ -436,7 +464,7 @@ cdef class DpuSet:
         finally:
             free(buffers)
         if flags == DPU_XFER_ASYNC:
-            self._allocation()._async_buffers.extend(views)
+            self._allocation()._async_buffers.extend(keep)
         return 0
 
     def read(self, symbol: str, shape, dtype=np.uint8, offset: int = 0, *,
@@ -461,8 +489,8 @@ cdef class DpuSet:
         if row_bytes == 0:
             raise InvalidInputError(f"shape {dims} of {dt} is empty: nothing to read")
         single = self._set.kind == DPU_SET_DPU
-        out = np.empty(dims if single else (self._nr_dpus, *dims), dtype=dt)
-        cdef uint8_t *base = <uint8_t *>_address(memoryview(out))
+        cdef cnp.ndarray out = np.empty(dims if single else (self._nr_dpus, *dims), dtype=dt)
+        cdef uint8_t *base = <uint8_t *>cnp.PyArray_DATA(out)
         cdef size_t row = <size_t>row_bytes
         cdef void **buffers = <void **>malloc(self._nr_dpus * sizeof(void *))
         if buffers == NULL:
@@ -489,12 +517,10 @@ cdef class DpuSet:
         self._alive()
         cdef bytes name = _symbol_name(symbol)
         cdef uint32_t off = _symbol_offset(offset)
-        view = _host_buffer(out, "out")
-        if view.readonly:
-            raise InvalidInputError("out is read-only")
+        keep = []
+        cdef void *dst
+        cdef size_t length = _host_buffer(out, "out", -1, keep, &dst, writable=True)
         cdef const char *name_ptr = name
-        cdef void *dst = _address(view)
-        cdef size_t length = view.nbytes
         cdef dpu_error_t status
         with nogil:
             status = dpu_copy_from(self._set, name_ptr, off, dst, length)
@@ -571,12 +597,12 @@ cdef class DpuSet:
         """
         self._alive()
         _require_counters()
-        per_dpu = np.zeros(self._nr_dpus, dtype=DPU_COUNTERS)
-        last = np.zeros((self._nr_dpus, MAX_TASKLETS), dtype=DMA_COUNTERS)
-        nr_tasklets = np.zeros(self._nr_dpus, dtype=np.uint32)
-        cdef uint8_t *per_dpu_ptr = <uint8_t *>_address(memoryview(per_dpu))
-        cdef uint8_t *last_ptr = <uint8_t *>_address(memoryview(last))
-        cdef uint32_t *nr_tasklets_ptr = <uint32_t *>_address(memoryview(nr_tasklets))
+        cdef cnp.ndarray per_dpu = np.zeros(self._nr_dpus, dtype=DPU_COUNTERS)
+        cdef cnp.ndarray last = np.zeros((self._nr_dpus, MAX_TASKLETS), dtype=DMA_COUNTERS)
+        cdef cnp.ndarray nr_tasklets = np.zeros(self._nr_dpus, dtype=np.uint32)
+        cdef uint8_t *per_dpu_ptr = <uint8_t *>cnp.PyArray_DATA(per_dpu)
+        cdef uint8_t *last_ptr = <uint8_t *>cnp.PyArray_DATA(last)
+        cdef uint32_t *nr_tasklets_ptr = <uint32_t *>cnp.PyArray_DATA(nr_tasklets)
         cdef size_t last_row = MAX_TASKLETS * updlrm_sizeof_dma_counters
         cdef dpu_error_t status = DPU_OK
         cdef size_t i = 0
@@ -590,14 +616,14 @@ cdef class DpuSet:
             dpu_set_dpu_iterator_next(&it)
         _check(status, "dpu_emu_get_dpu_counters")
 
-        totals = np.zeros((), dtype=XFER_TOTALS)
-        _check(updlrm_get_xfer_totals(self._set, _address(memoryview(totals))),
+        cdef cnp.ndarray totals = np.zeros((), dtype=XFER_TOTALS)
+        _check(updlrm_get_xfer_totals(self._set, cnp.PyArray_DATA(totals)),
                "dpu_emu_get_xfer_totals")
         cdef uint32_t count = 0
         _check(updlrm_get_xfer_log(self._set, NULL, 0, &count), "dpu_emu_get_xfer_log")
-        transfers = np.zeros(count, dtype=XFER_RECORD)
+        cdef cnp.ndarray transfers = np.zeros(count, dtype=XFER_RECORD)
         if count:
-            _check(updlrm_get_xfer_log(self._set, _address(memoryview(transfers)), count, &count),
+            _check(updlrm_get_xfer_log(self._set, cnp.PyArray_DATA(transfers), count, &count),
                    "dpu_emu_get_xfer_log")
         return DpuCounters(dpus=per_dpu, last_launch=last, nr_tasklets=nr_tasklets,
                            transfers=transfers, totals=totals[()])

@@ -467,12 +467,14 @@ def test_load_a_kernel_shipped_in_the_package_by_name():
 
 SDK_BUILD = textwrap.dedent("""
     import sys
+    import numpy as np
     from Cython.Build import cythonize
     from setuptools import Extension, setup
     repo, include, lib_dir, build = sys.argv[1:5]
     sys.argv[1:] = ["build_ext", "--build-lib", build, "--build-temp", build + "/tmp"]
     extension = Extension("_dpu", [repo + "/pim/_dpu.pyx"],
-                          include_dirs=[repo + "/pim", include], library_dirs=[lib_dir],
+                          include_dirs=[np.get_include(), repo + "/pim", include],
+                          library_dirs=[lib_dir],
                           libraries=["dpuemu"], runtime_library_dirs=[lib_dir],
                           define_macros=[("UPDLRM_SDK_VERSION", '"2025.1.0"')])
     setup(name="sdk_check", packages=[], ext_modules=cythonize([extension], include_path=[repo],
