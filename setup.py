@@ -65,7 +65,7 @@ pim_extensions.append(Extension(
     "updlrm.pim._emb_pack",
     ["pim/_emb_pack.pyx"],
     include_dirs=[np.get_include(), "pim/kernels"],
-    depends=["pim/kernels/emb_abi.h"],
+    depends=["pim/emb_abi.pxd", "pim/kernels/emb_abi.h"],
     define_macros=NUMPY_MACROS,
     extra_compile_args=["-O3"],
 ))
