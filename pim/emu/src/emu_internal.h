@@ -172,6 +172,10 @@ dpu_error_t emu_dpu_image(struct dpu_t *dpu);
 void emu_raw_copy(void *dst, const void *src, size_t n);
 
 /* tasklet.c */
+/** Turns SIGSEGV/SIGBUS raised by kernel code into DPU faults (once per process). */
+void emu_install_fault_handlers(void);
+/** Gives the calling worker thread an alternate signal stack (for tasklet stack overflows). */
+void emu_worker_signal_stack(void);
 /** Runs all tasklets of one DPU to completion on the calling worker thread. */
 void emu_run_dpu(struct dpu_t *dpu, uint32_t worker);
 

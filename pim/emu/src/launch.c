@@ -8,6 +8,7 @@
 static void *worker_loop(void *arg)
 {
     struct emu_worker *w = arg;
+    emu_worker_signal_stack();
     pthread_mutex_lock(&g_emu.lock);
     for (;;) {
         while (w->head == NULL)
@@ -30,6 +31,7 @@ static dpu_error_t start_workers_locked(void)
 {
     if (g_emu.workers_started)
         return DPU_OK;
+    emu_install_fault_handlers();
     for (uint32_t i = 0; i < g_emu.nr_workers; i++) {
         struct emu_worker *w = &g_emu.workers[i];
         w->id = i;

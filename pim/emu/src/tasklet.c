@@ -4,6 +4,7 @@
  * another fails). The runtime functions called by kernels (__dpu_emu_*) live here. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,8 @@ struct emu_ctx {
 #endif
     int8_t handshake_waiter[EMU_MAX_TASKLETS]; /* tasklet waiting for notifier i, or -1 */
     bool handshake_notifying[EMU_MAX_TASKLETS];
+    volatile sig_atomic_t in_tasklet; /* a tasklet (not the scheduler) runs on this thread */
+    char signal_message[256];         /* set by the fault signal handler, logged by the scheduler */
 };
 
 /* initial-exec: no __tls_get_addr call on every runtime call (one pointer of static TLS) */
@@ -381,7 +384,13 @@ static void run_tasklets(struct emu_ctx *c)
         }
         c->current = next;
         c->tasklets[next].state = T_RUNNABLE;
+        c->in_tasklet = 1;
         to_tasklet(c, &c->tasklets[next]);
+        c->in_tasklet = 0;
+        if (c->signal_message[0] != '\0') {
+            emu_log_append(c->dpu, c->signal_message, strlen(c->signal_message), true);
+            c->signal_message[0] = '\0';
+        }
         if (c->faulted)
             return;
     }
@@ -439,6 +448,81 @@ void emu_run_dpu(struct dpu_t *dpu, uint32_t worker)
     dpu->counters.dma.write_bytes += dpu->last_total.write_bytes;
     dpu->counters.dma.modelled_cycles += dpu->last_total.modelled_cycles;
     c->dpu = NULL;
+}
+
+/* ---- memory faults in kernel code ---- */
+
+/* A SIGSEGV/SIGBUS raised by a tasklet (a stray pointer, a direct MRAM dereference, a stack
+ * overflow into the guard page) stops that DPU with a fault instead of the host process. Other
+ * faults go to the handler that was installed before (Python's faulthandler, ASan, default). */
+static struct sigaction g_previous_segv, g_previous_bus;
+
+static void chain_fault_signal(int sig, siginfo_t *info, void *uc)
+{
+    const struct sigaction *previous = sig == SIGSEGV ? &g_previous_segv : &g_previous_bus;
+    if ((previous->sa_flags & SA_SIGINFO) && previous->sa_sigaction != NULL) {
+        previous->sa_sigaction(sig, info, uc);
+        return;
+    }
+    if (!(previous->sa_flags & SA_SIGINFO) && previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+        previous->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL); /* the faulting instruction runs again and ends the process */
+}
+
+static void on_fault_signal(int sig, siginfo_t *info, void *uc)
+{
+    struct emu_ctx *c = tls_ctx;
+    if (c == NULL || c->dpu == NULL || !c->in_tasklet || c->faulted) {
+        chain_fault_signal(sig, info, uc);
+        return;
+    }
+    struct tasklet *t = &c->tasklets[c->current];
+    uintptr_t address = (uintptr_t)info->si_addr;
+    const char *why = "invalid host memory access";
+    if (address + EMU_GUARD_PAGE >= (uintptr_t)t->stack && address < (uintptr_t)t->stack)
+        why = "tasklet stack overflow";
+    else if (address - DPU_EMU_MRAM_BASE < EMU_MRAM_WINDOW)
+        why = "direct access to an MRAM address (the emulator only moves MRAM data with mram_read/mram_write)";
+    /* no allocation here: the fault may have hit inside malloc */
+    snprintf(c->signal_message, sizeof(c->signal_message), "[DPU fault] tasklet %u: %s (signal %d at address %p)\n",
+             c->current, why, sig, info->si_addr);
+    c->faulted = true;
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, sig);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL); /* the handler is left by a context switch */
+    to_scheduler(c, t, true);
+}
+
+void emu_install_fault_handlers(void)
+{
+    const char *env = getenv("DPU_EMU_CATCH_FAULTS");
+    if (env != NULL && strcmp(env, "0") == 0)
+        return;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = on_fault_signal;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &g_previous_segv);
+    sigaction(SIGBUS, &action, &g_previous_bus);
+}
+
+void emu_worker_signal_stack(void)
+{
+    /* a tasklet that overflows its stack needs another one to run the handler on */
+    size_t size = 64u << 10;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (stack == MAP_FAILED)
+        return;
+    stack_t ss;
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_sp = stack;
+    ss.ss_size = size;
+    if (sigaltstack(&ss, NULL) != 0)
+        munmap(stack, size);
 }
 
 /* ---- runtime functions called by kernels ---- */

@@ -12,6 +12,15 @@ __host uint32_t culprit;
 __host uint32_t reached;
 BARRIER_INIT(too_many, NR_TASKLETS + 1);
 
+/* each frame is passed to the next call, so no frame can be dropped or merged */
+static __attribute__((noinline)) uint32_t deep(volatile uint8_t *parent, uint32_t n)
+{
+    volatile uint8_t frame[4096];
+    frame[0] = (uint8_t)(parent[0] + 1);
+    uint32_t below = n == 0 ? 0 : deep(frame, n - 1);
+    return below + frame[0];
+}
+
 int main(void)
 {
     __dma_aligned uint64_t buffer[512 + 2];
@@ -39,6 +48,8 @@ int main(void)
         break;
     case FAULT_DEADLOCK: barrier_wait(&too_many); break;
     case FAULT_WRITE_OUT_OF_BOUNDS: mram_write(buffer, (__mram_ptr void *)(0x08000000u + (64u << 20)), 8); break;
+    case FAULT_DIRECT_MRAM: reached = (uint32_t) * (volatile uint64_t *)DPU_MRAM_HEAP_POINTER; break;
+    case FAULT_STACK_OVERFLOW: reached = deep((volatile uint8_t *)buffer, 1u << 20); break;
     default: break;
     }
     reached = 1; /* not reached when the fault stops the DPU */
