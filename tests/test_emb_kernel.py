@@ -115,6 +115,43 @@ def assert_same_bits(actual, wanted):
 
 # --- tests --------------------------------------------------------------------------------------
 
+ABI_FIELDS = {
+    "emb_config_t": ["magic", "abi_version", "request_off", "request_cap", "output_off",
+                     "output_cap", "reserved"],
+    "emb_request_header_t": ["magic", "batch_id", "n_jobs", "total_bags", "total_bytes", "reserved"],
+    "emb_job_t": ["tile_off", "n_rows", "row_bytes", "n_cols", "n_bags", "offsets_off",
+                  "indices_off", "weights_off", "out_off", "mode", "op", "reserved0", "reserved"],
+    "emb_status_t": ["magic", "batch_id", "error", "error_job", "error_bag", "error_value",
+                     "overflow_bags", "first_overflow_bag"],
+}
+
+
+def test_abi_structs_have_one_layout_on_host_and_dpu(tmp_path):
+    # the DPU is ILP32 (32-bit pointers and size_t), the host LP64: the shared structs must not
+    # care.  Offsets measured on this (LP64) host must hold when compiled for a 32-bit target.
+    probe = tmp_path / "probe.c"
+    lines = ['#include <stdio.h>', '#include <stddef.h>', '#include "emb_abi.h"', "int main(void) {"]
+    for struct, fields in ABI_FIELDS.items():
+        lines.append(f'printf("{struct} sizeof %zu\\n", sizeof({struct}));')
+        lines += [f'printf("{struct} {f} %zu\\n", offsetof({struct}, {f}));' for f in fields]
+    probe.write_text("\n".join(lines + ["return 0; }"]))
+    subprocess.run(["cc", f"-I{KERNEL_DIR}", str(probe), "-o", str(tmp_path / "probe")], check=True)
+    layout = subprocess.run([str(tmp_path / "probe")], check=True, capture_output=True, text=True).stdout
+    asserts = ['#include <stddef.h>', '#include "emb_abi.h"']
+    for line in layout.splitlines():
+        struct, field, value = line.split()
+        expr = f"sizeof({struct})" if field == "sizeof" else f"offsetof({struct}, {field})"
+        asserts.append(f'_Static_assert({expr} == {value}, "{struct}.{field}");')
+    check = tmp_path / "check32.c"
+    check.write_text("\n".join(asserts + ['_Static_assert(sizeof(void *) == 4, "ILP32");']))
+    result = subprocess.run(["cc", "-m32", "-ffreestanding", "-std=c11", f"-I{KERNEL_DIR}",
+                             "-fsyntax-only", str(check)], capture_output=True, text=True)
+    if "unrecognized" in result.stderr or "not supported" in result.stderr:
+        pytest.skip("this compiler cannot target a 32-bit ABI")
+    assert result.returncode == 0, result.stderr  # a layout differs between LP64 and ILP32
+    assert "emb_job_t sizeof 48" in layout
+
+
 @pytest.mark.parametrize("n_dpus,tasklets", [(1, 1), (8, 11), (64, 16)])
 def test_every_mode_and_op_matches_numpy(kernels, n_dpus, tasklets):
     rng = np.random.default_rng(n_dpus * 100 + tasklets)
