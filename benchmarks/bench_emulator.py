@@ -73,8 +73,7 @@ def setup_runner(dpus, rng, mode, output_capacity):
     runner = EmbKernelRunner(dpus, request_capacity=1 << 20, output_capacity=output_capacity)
     tiles = [make_tile(rng.normal(0, 0.1, (ROWS_PER_DPU, DIM)).astype(np.float32), mode)
              for _ in range(len(dpus))]
-    for d, tile in enumerate(tiles):
-        runner.load_tile(tile, [d])
+    runner.load_tiles(tiles, range(len(dpus)))
     return runner, tiles
 
 

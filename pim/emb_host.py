@@ -214,37 +214,43 @@ class EmbKernelRunner:
         return MRAM_BYTES - self.tiles_start
 
     def load_tile(self, tile: Tile, dpus: Sequence[int]) -> np.ndarray:
-        """Copy ``tile`` into MRAM of each DPU in ``dpus``; returns one placement id per DPU.
-
-        DPUs whose next free offset is the same share one push.
-        """
+        """Copy ``tile`` into MRAM of each DPU in ``dpus`` (replicas); one placement id per DPU."""
         targets = np.asarray(dpus, dtype=np.int64).reshape(-1)
-        if targets.size == 0 or targets.min() < 0 or targets.max() >= self.n_dpus:
-            raise InvalidInputError(f"dpus must be DPU indices in [0, {self.n_dpus}), got {list(targets)}")
         if np.unique(targets).size != targets.size:
             raise InvalidInputError("a tile is placed at most once per DPU")
-        size = tile.data.nbytes
-        ends = self.heap_used[targets] + size
-        if ends.max() > MRAM_BYTES:
-            worst = int(targets[ends.argmax()])
+        return self.load_tiles([tile] * targets.size, targets)
+
+    def load_tiles(self, tiles: Sequence[Tile], dpus: Sequence[int]) -> np.ndarray:
+        """Copy ``tiles[k]`` into MRAM of DPU ``dpus[k]``, each after what that DPU already
+        holds; returns the placement ids.  Tiles of the same size landing at the same offset on
+        different DPUs share one push, so a whole plan loads in a few transfers."""
+        targets = np.asarray(dpus, dtype=np.int64).reshape(-1)
+        if len(tiles) != targets.size:
+            raise InvalidInputError(f"{len(tiles)} tiles for {targets.size} DPUs: give one DPU per tile")
+        if targets.size and (targets.min() < 0 or targets.max() >= self.n_dpus):
+            raise InvalidInputError(f"DPU indices must lie in [0, {self.n_dpus})")
+        used = self.heap_used.copy()
+        offsets = np.empty(targets.size, dtype=np.int64)
+        for k, (tile, d) in enumerate(zip(tiles, targets)):
+            offsets[k] = used[d]
+            used[d] += tile.data.nbytes
+        if targets.size and used.max() > MRAM_BYTES:
+            worst = int(used.argmax())
             raise CapacityError(
-                f"tile of {size} bytes does not fit DPU {worst}: {MRAM_BYTES - int(self.heap_used[worst])} "
-                f"bytes free of {self.tiles_capacity}")
-        ids = np.empty(targets.size, dtype=np.int64)
-        if size:
-            buf = np.ascontiguousarray(tile.data).reshape(-1)
-            for offset in np.unique(self.heap_used[targets]):
-                group = targets[self.heap_used[targets] == offset]
-                buffers: list = [None] * self.n_dpus
-                for d in group:
-                    buffers[d] = buf
-                self.dpus.copy(MRAM_HEAP_SYMBOL, buffers, int(offset))
-        for k, d in enumerate(targets):
-            ids[k] = len(self._placed)
-            self._placed.append((int(d), int(self.heap_used[d]), tile))
-            self.heap_used[d] += size
+                f"tiles do not fit DPU {worst}: {int(used[worst] - self.heap_used[worst])} bytes "
+                f"needed, {MRAM_BYTES - int(self.heap_used[worst])} free of {self.tiles_capacity}")
+        groups: dict[tuple[int, int], list] = {}
+        for k, (tile, d) in enumerate(zip(tiles, targets)):
+            if tile.data.nbytes:
+                buffers = groups.setdefault((int(offsets[k]), tile.data.nbytes), [None] * self.n_dpus)
+                buffers[d] = np.ascontiguousarray(tile.data).reshape(-1)
+        for (offset, _), buffers in groups.items():
+            self.dpus.copy(MRAM_HEAP_SYMBOL, buffers, offset)
+        self.heap_used = used
+        first = len(self._placed)
+        self._placed.extend((int(d), int(off), tile) for tile, d, off in zip(tiles, targets, offsets))
         self._columns = None
-        return ids
+        return np.arange(first, len(self._placed), dtype=np.int64)
 
     @property
     def placements(self) -> dict[str, np.ndarray]:

@@ -253,8 +253,9 @@ def test_replicas_and_several_tiles_per_dpu(kernels):
     offsets, indices, weights = random_bags(rng, 60, 33, max_len=5)
     with DpuSet(4) as dpus:
         runner = EmbKernelRunner(dpus, kernel=kernels[11])
-        pa = runner.load_tile(make_tile(a), [0, 1, 2, 3])          # replicated everywhere
-        pb = runner.load_tile(make_tile(b, ValueMode.I8), [2, 3])  # a second tile on DPUs 2, 3
+        # one call: tile a replicated everywhere, tile b (another size) on DPUs 2 and 3 as well
+        ids = runner.load_tiles([make_tile(a)] * 4 + [make_tile(b, ValueMode.I8)] * 2, [0, 1, 2, 3, 2, 3])
+        pa, pb = ids[:4], ids[4:]
         placement = [pa[0], pa[3], pb[0], pa[2], pb[1]]
         bag_ptr = [0, 10, 25, 30, 45, 60]
         results = runner.run_batch(placement, PoolOp.SUM, bag_ptr, offsets, indices, weights)
@@ -390,7 +391,7 @@ def test_host_rejects_bad_batches(kernels):
             runner.run_batch([pl], PoolOp.SUM, [0, 1], [0, 500], np.zeros(500, dtype=np.int64))
         with pytest.raises(CapacityError, match="jobs"):
             runner.run_batch([pl] * 65, PoolOp.SUM, np.zeros(66, dtype=np.int64), [0], [])
-        with pytest.raises(CapacityError, match="does not fit"):
+        with pytest.raises(CapacityError, match="do not fit DPU 0"):
             runner.load_tile(make_tile(np.ones((80_000, 256), dtype=np.float32)), [0])
         # after all that, the runner still works
         got = runner.run_batch([pl], PoolOp.SUM, [0, 1], [0, 2], [3, 4])[0]
