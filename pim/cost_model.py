@@ -10,8 +10,9 @@ Per batch::
   (``alpha + beta * bytes`` cycles each); a tasklet issues at most one instruction every 11 cycles,
   so below 11 active tasklets the issue rate drops to ``active / 11`` per cycle; fp32 adds are
   soft-float (~71 instructions), int32 adds ~6.
-* ``T_scatter`` / ``T_reduce``: host work (Cython scatter per lookup, reduction per pulled byte);
-  their rates are parameters to be measured on the host that runs the engine.
+* ``T_scatter`` / ``T_reduce``: host work (Cython scatter per lookup — a row-map lookup for tables
+  cut by rows, a plain copy for tables whose bags go whole to one tile —, reduction per pulled
+  byte); their rates are parameters to be measured on the host that runs the engine.
 
 Every constant carries its published source (``shared/reference/upmem.md`` section and its
 confidence tag: [V] read in a stored source, [S] secondary source, [R] recalled from the PrIM paper,
@@ -75,7 +76,8 @@ PRIM_RANK_BYTES_PER_DPU = 32e6
 DEFAULT_LAUNCH_S = 0.1e-3
 
 # ---- host-side work (parameters; defaults are assumptions until measured) ------------------- #
-DEFAULT_SCATTER_S_PER_LOOKUP = 5e-9      # Cython scatter of one index (assumed; measure)
+DEFAULT_SCATTER_S_PER_LOOKUP = 5e-9      # Cython scatter of one index through the row maps (assumed; measure)
+DEFAULT_COPY_S_PER_LOOKUP = 0.5e-9       # copying one 4-byte index with its bag (~8 GB/s memcpy; assumed)
 DEFAULT_REDUCE_BYTES_PER_S = 5e9         # host reduction of pulled partial sums (assumed; measure)
 # CPU-only baseline: torch F.embedding_bag, 2 threads, dim 64, B=4096, L=32: 40 M lookups/s
 # (reference/baselines.md headline table, measured on this project's 2-vCPU VM).
@@ -192,7 +194,8 @@ class BatchWork:
     push_calls: int = 1
     pull_calls: int = 1
     launches: int = 1
-    host_lookups: int = 0       # indices the host scatters
+    host_lookups: int = 0       # indices the host maps one by one (row -> group, local row)
+    host_copy_lookups: int = 0  # indices the host only copies (whole bags to one tile)
     host_reduce_bytes: float | None = None   # bytes the host reduces (default: sum of pull_bytes)
     cpu_lookup_units: float = 0.0  # lookups x (dim / ref_dim) done by the CPU for CPU-resident tables
     value_mode: ValueMode = "fp32"
@@ -295,6 +298,7 @@ class CostModel:
     transfer: TransferModel = field(default_factory=TransferModel)
     launch_s: float = DEFAULT_LAUNCH_S
     scatter_s_per_lookup: float = DEFAULT_SCATTER_S_PER_LOOKUP
+    copy_s_per_lookup: float = DEFAULT_COPY_S_PER_LOOKUP
     reduce_bytes_per_s: float = DEFAULT_REDUCE_BYTES_PER_S
     cpu: CpuModel = field(default_factory=CpuModel)
 
@@ -363,7 +367,7 @@ class CostModel:
         h2d, d2h = self.transfer_seconds(work)
         reduce_bytes = work.host_reduce_bytes if work.host_reduce_bytes is not None else float(work.pull_bytes.sum())
         return StageTimes(
-            scatter=work.host_lookups * self.scatter_s_per_lookup,
+            scatter=work.host_lookups * self.scatter_s_per_lookup + work.host_copy_lookups * self.copy_s_per_lookup,
             h2d=h2d,
             launch=work.launches * self.launch_s,
             kernel=float(per_dpu.max()),

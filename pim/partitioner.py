@@ -25,6 +25,7 @@ Every time here is MODELLED.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -133,6 +134,17 @@ class _TableAccess:
     @property
     def n_all(self) -> int:
         return len(self.real)
+
+    @functools.cached_property
+    def top_rows(self) -> np.ndarray:
+        """The (up to) 4,096 rows with the most planned reads, most first."""
+        k = min(4096, self.n_all)
+        top = np.argpartition(-self.planning, k - 1)[:k]
+        return top[np.argsort(-self.planning[top], kind="stable")]
+
+    @functools.cached_property
+    def planning_total(self) -> float:
+        return float(self.planning.sum())
 
 
 def _table_access(spec: TableSpec, profile: AccessProfile | None, t: int, cfg: PlannerConfig,
@@ -299,13 +311,13 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
     hot_load = 0.0
     hot_tiles_mem = 0
     if split_hot:
-        top = np.argsort(-acc.planning)[:4096]
+        top = acc.top_rows
         loads = group_load(acc.planning[top])
         hot = top[loads > cfg.hot_fraction * target]
         hot_load = float(loads[loads > cfg.hot_fraction * target].sum())
         k_hot = np.maximum(1, np.ceil(loads[loads > cfg.hot_fraction * target] / target))
         hot_tiles_mem = int(k_hot.sum()) * sum(strides)
-    rest = float(acc.planning.sum() - acc.planning[hot].sum())
+    rest = acc.planning_total - float(acc.planning[hot].sum())
     rows = acc.n_all - len(hot)
     groups = max(1, min(groups, rows))
     per_group = group_load(rest / groups)
@@ -372,7 +384,9 @@ def _materialise(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndar
     rest = np.flatnonzero(mask)
     # hottest first, cut into equal-size groups: hot rows share groups (a bag touches few groups,
     # so few partial sums), and replicas sized per group balance the load.
-    order = rest[np.argsort(-acc.planning[rest], kind="stable")]
+    vals = acc.planning[rest]
+    above = vals > vals.min()          # rows above the flat floor; the floor keeps row order
+    order = np.concatenate([rest[above][np.argsort(-vals[above], kind="stable")], rest[~above]])
     g = (np.arange(len(order), dtype=np.int64) * opt.groups) // len(order)
     starts = np.searchsorted(g, np.arange(opt.groups))
     group[order] = g + n_hot
@@ -532,7 +546,8 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     units = [a.lookups * a.spec.dim / cfg.cost.cpu.ref_dim for a in accesses]
     plan = Plan(level.value, cfg.nr_dpus, cfg.dpus_per_rank, cfg.mram_bytes, cfg.mram_reserve, cfg.batch_size,
                 tables, [], notes={"expected_cpu_units": sum(units[t] for t in on_cpu),
-                                   "expected_all_units": sum(units), "expected_lookups_pim": 0.0})
+                                   "expected_all_units": sum(units), "expected_lookups_pim": 0.0,
+                                   "expected_lookups": [a.lookups for a in accesses]})
     if not pim:
         plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
         return plan
@@ -744,10 +759,12 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
 
     def total(cpu_set: set[int]) -> float:
         keep = ~np.isin(tile_table, list(cpu_set))
-        lookups = sum(a.lookups for t, a in enumerate(accesses) if t not in cpu_set)
+        on_dpus = [t for t in range(len(accesses)) if t not in cpu_set]
+        mapped = sum(accesses[t].lookups for t in on_dpus if plan.needs_row_map(t))
+        copied = sum(accesses[t].lookups for t in on_dpus if not plan.needs_row_map(t))
         units = sum(a.lookups * a.spec.dim / ref for t, a in enumerate(accesses) if t in cpu_set)
-        work = plan.work_from_tile_counts(reads * keep, bags * keep, host_lookups=int(lookups),
-                                          cpu_lookup_units=units)
+        work = plan.work_from_tile_counts(reads * keep, bags * keep, host_lookups=int(mapped),
+                                          cpu_lookup_units=units, host_copy_lookups=int(copied))
         return cfg.cost.stages(work).total
 
     best = total(on_cpu)

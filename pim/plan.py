@@ -258,8 +258,14 @@ class Plan:
         return out
 
     # ------------------------------------------------------------------ work and time
+    def needs_row_map(self, table: int) -> bool:
+        """Whether the executor must map this table's indices one by one (row groups or cache);
+        otherwise whole bags are copied to one tile."""
+        tp = self.tables[table]
+        return tp.placement == "pim" and (tp.n_groups > 1 or tp.n_cache > 0)
+
     def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_lookups: int,
-                              cpu_lookup_units: float) -> BatchWork:
+                              cpu_lookup_units: float, host_copy_lookups: int = 0) -> BatchWork:
         """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written."""
         n = self.nr_dpus
         value_mode = self.tables[self.tiles[0].table].value_mode if self.tiles else "fp32"
@@ -281,6 +287,7 @@ class Plan:
             work.push_bytes = acc(reads * 4.0 + bags * 4.0 + 8.0)
             work.pull_bytes = acc(bags * stride)
         work.host_lookups = host_lookups
+        work.host_copy_lookups = host_copy_lookups
         work.cpu_lookup_units = cpu_lookup_units
         return work
 
@@ -292,7 +299,7 @@ class Plan:
         nt = len(self.tables)
         reads = np.zeros(len(self.tiles))
         bags = np.zeros(len(self.tiles))
-        host_lookups = 0
+        host_lookups = copied = 0
         cpu_units = 0.0
         stats = {"reads": 0, "reads_saved": 0, "cache_hits": 0}
         for t in range(nt):
@@ -301,7 +308,10 @@ class Plan:
             if tp.placement != "pim":
                 cpu_units += n_idx * tp.spec.dim / ref_dim
                 continue
-            host_lookups += n_idx
+            if self.needs_row_map(t):
+                host_lookups += n_idx
+            else:
+                copied += n_idx
             r = self.route(t, indices[t], offsets[t])
             reads += np.bincount(r.tile, minlength=len(self.tiles))
             pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
@@ -309,15 +319,19 @@ class Plan:
             stats["reads"] += len(r.tile)
             stats["reads_saved"] += r.reads_saved
             stats["cache_hits"] += r.cache_hits
-        return self.work_from_tile_counts(reads, bags, host_lookups=host_lookups, cpu_lookup_units=cpu_units), stats
+        return self.work_from_tile_counts(reads, bags, host_lookups=host_lookups, cpu_lookup_units=cpu_units,
+                                          host_copy_lookups=copied), stats
 
     def expected_work(self, ref_dim: int = 64) -> BatchWork:
         """Per-DPU work of the reference batch as the planner expects it (from the profile)."""
         reads = np.array([t.expected_reads for t in self.tiles])
         bags = np.array([t.expected_bags for t in self.tiles])
-        lookups = float(self.notes.get("expected_lookups_pim", 0.0))
+        per_table = self.notes.get("expected_lookups", [0.0] * len(self.tables))
+        mapped = sum(n for t, n in enumerate(per_table) if self.needs_row_map(t))
+        copied = sum(n for t, n in enumerate(per_table) if self.tables[t].placement == "pim" and not self.needs_row_map(t))
         cpu_units = float(self.notes.get("expected_cpu_units", 0.0))
-        return self.work_from_tile_counts(reads, bags, host_lookups=int(lookups), cpu_lookup_units=cpu_units)
+        return self.work_from_tile_counts(reads, bags, host_lookups=int(mapped), cpu_lookup_units=cpu_units,
+                                          host_copy_lookups=int(copied))
 
     def predict(self, cost: CostModel | None = None) -> StageTimes:
         """MODELLED stage times of the reference batch."""

@@ -1,0 +1,301 @@
+"""Evaluation of the partitioner levels on a Criteo-shaped model (issue 4, the modelled parts).
+
+Everything this script prints as a time is MODELLED by ``updlrm.pim.cost_model`` (a calibrated
+model of a UPMEM server), except the CPU lookup rate, which is a parameter (default: the rate
+measured on this project's 2-vCPU VM in reference/baselines.md) or measured here with
+``--measure-cpu``. Sections:
+
+1. cost-model validation: modelled vs published figures (the table of docs/cost_model.md);
+2. the three levels on 2,560 DPUs, B=4096, pooling 20-80, power-law and uniform traces,
+   fp32 and int32 values: imbalance (planner's expectation and on held-out batches), MRAM reads
+   saved by the cache, modelled latency per stage, modelled speedup over the CPU-only baseline
+   (this VM's rate, and a host scaled to a server's stated memory bandwidth);
+3. pooling 1;
+4. sweeps over batch size (64..4096) and DPU count (256..2,560);
+5. per-DPU load PNGs per level (``--out``).
+
+Usage: ``python benchmarks/eval_partitioner.py [--quick] [--measure-cpu] [--out DIR] [--json FILE]``
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT_NR_DPUS, LIGHT_SIZES, BatchWork,
+                                   CostModel, CpuModel, DpuModel, TransferModel)
+from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
+from updlrm.pim.plan import TableSpec
+from updlrm.pim.profile import build_profile
+from updlrm.synthetic import CRITEO_KAGGLE_CARDINALITIES, sample_rows
+
+DIM = 64
+# sequential read bandwidth of this VM, 2 threads (reference/baselines.md headline table)
+THIS_VM_SEQ_GBPS = 21.8
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. cost model validation
+
+def validation_rows() -> list[tuple[str, float, str, str]]:
+    """(what, modelled, published, source) rows; modelled numbers are labelled as such."""
+    d, tm, cm = DpuModel(), TransferModel(), CostModel()
+    rows = [
+        ("MRAM read bandwidth, 2,048-B DMA (MB/s)", d.mram_bandwidth(2048) / 1e6, "628.23", "PrIM [R]"),
+        ("MRAM write bandwidth, 2,048-B DMA (MB/s)", d.mram_bandwidth(2048, True) / 1e6, "633.22", "PrIM [R]"),
+        ("MRAM read bandwidth, 8-B DMA (MB/s)", d.mram_bandwidth(8) / 1e6, "n/a (model: latency-bound)", ""),
+        ("MRAM read bandwidth, 256-B DMA (MB/s)", d.mram_bandwidth(256) / 1e6, "n/a", ""),
+        ("INT32 add, 1 DPU, 16 tasklets (MOPS)", d.add_throughput("int32", 16) / 1e6, "58.56", "PrIM Fig. 4 [R]"),
+        ("FLOAT add, 1 DPU, 16 tasklets (MOPS)", d.add_throughput("fp32", 16) / 1e6, "4.91", "PrIM Fig. 4 [R]"),
+        ("INT32 add, 1 tasklet (MOPS)", d.add_throughput("int32", 1) / 1e6, "n/a (1/11 of peak)", ""),
+    ]
+    for direction, name in (("to_dpu", "CPU->DPU"), ("from_dpu", "DPU->CPU")):
+        rows.append((f"{name} 1 rank, 32 MB/DPU (GB/s)", 64 * 32e6 / tm.seconds(32e6, 64, direction) / 1e9,
+                     "6.68" if direction == "to_dpu" else "4.74", "PrIM Fig. 10 [S]/[R] (calibration)"))
+        for size, gibps in zip(LIGHT_SIZES, LIGHT_GIBPS[direction]):
+            if size in (1024, 16384, 65536, 524288, 1048576):
+                model = LIGHT_NR_DPUS * size / tm.seconds(size, LIGHT_NR_DPUS, direction) / 2**30
+                rows.append((f"{name} 32 ranks, {int(size) // 1024} KiB/DPU (GiB/s)", model, f"{gibps}",
+                             "LIGHT UPMEM_1.txt [V] (calibration)"))
+        # leave-one-out: calibrate without the 16 KiB point and predict it
+        k = list(LIGHT_SIZES).index(16384)
+        gib = dict(tm.gibps)
+        gib[direction] = tuple(v for i, v in enumerate(LIGHT_GIBPS[direction]) if i != k)
+        loo = TransferModel(sizes=tuple(s for i, s in enumerate(LIGHT_SIZES) if i != k), gibps=gib)
+        rows.append((f"{name} 32 ranks, 16 KiB/DPU, point left out of calibration (GiB/s)",
+                     LIGHT_NR_DPUS * 16384 / loo.seconds(16384, LIGHT_NR_DPUS, direction) / 2**30,
+                     f"{LIGHT_GIBPS[direction][k]}", "LIGHT [V] (held out)"))
+    rows.append(("CPU->DPU per call, 1 KiB/DPU, 2,048 DPUs (ms)", tm.seconds(1024, 2048, "to_dpu") * 1e3, "0.56",
+                 "LIGHT [V]"))
+    rows.append(("DPU->CPU per call, 1 KiB/DPU, 2,048 DPUs (ms)", tm.seconds(1024, 2048, "from_dpu") * 1e3, "1.06",
+                 "LIGHT [V]"))
+    pel = pel_cloud8()
+    st = cm.stages(pel)
+    rows.append(("PIM-Embedding-Lookup cloud8 batch: 30 x 14M x 64 int32, 32 x 128 idx, 1,920 DPUs (ms)",
+                 st.total * 1e3, "3.3-4.6", "PEL upmem/PERF.md [V] (out of sample)"))
+    for k, v in st.as_dict().items():
+        if k not in ("total", "cpu_tables", "scatter"):
+            rows.append((f"  of which {k} (ms)", v * 1e3, "", ""))
+    return rows
+
+
+def pel_cloud8() -> BatchWork:
+    """The PEL 'cloud8' configuration as per-DPU work: one int32 column of one table per DPU,
+    every index read with an 8-byte DMA, three pushes (indices, offsets, lengths), one pull."""
+    n, lookups, bags = 1920, 32 * 128, 32
+    w = BatchWork.zeros(n, "int32")
+    w.dma_read_calls[:], w.dma_read_bytes[:] = lookups, lookups * 8
+    w.dma_write_calls[:], w.dma_write_bytes[:] = bags, bags * 8
+    w.rows[:], w.elements[:], w.bags[:] = lookups, lookups, bags
+    w.transfer_calls = np.array([(0, lookups * 4, n), (0, bags * 4, n), (0, 8, n), (1, bags * 4, n)],
+                                dtype=[("direction", "u4"), ("bytes_per_dpu", "u8"), ("nr_dpus", "u4")])
+    w.host_reduce_bytes = 30 * bags * 64 * 4
+    return w
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+
+def make_batch(rows: list[int], batch: int, pooling: tuple[int, int], skewed: bool, rng: np.random.Generator):
+    """Per-table indices and B+1 offsets; bag sizes uniform in ``pooling`` (inclusive)."""
+    idx, off = [], []
+    for t, n in enumerate(rows):
+        sizes = rng.integers(pooling[0], pooling[1] + 1, size=batch)
+        o = np.zeros(batch + 1, np.int64)
+        np.cumsum(sizes, out=o[1:])
+        idx.append(sample_rows(n, int(o[-1]), rng, skewed=skewed, salt=t))
+        off.append(o)
+    return idx, off
+
+
+def cpu_only_seconds(cost: CostModel, idx: list[np.ndarray]) -> float:
+    return cost.cpu.seconds_units(sum(len(i) for i in idx) * DIM / cost.cpu.ref_dim)
+
+
+def measure_cpu_rate(rows: list[int], pooling: tuple[int, int], repeats: int = 5) -> float:
+    """Lookups/s of updlrm's CPU kernel on this machine: the model's tables capped at 2 M rows."""
+    from updlrm.embedding_bag import embedding_bags
+    from updlrm.sparse import SparseBatch
+    from updlrm.tables import EmbeddingTable
+    capped = [min(n, 2_000_000) for n in rows]
+    rng = np.random.default_rng(7)
+    tables = [EmbeddingTable(f"C{i}", rng.random((n, DIM), dtype=np.float32)) for i, n in enumerate(capped)]
+    idx, off = make_batch(capped, 4096, pooling, True, rng)
+    batch = SparseBatch.from_jagged(idx, off, include_last_offset=True)
+    embedding_bags(tables, batch)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        embedding_bags(tables, batch)
+        times.append(time.perf_counter() - t0)
+    return sum(len(i) for i in idx) / float(np.median(times))
+
+
+def server_cost(cost: CostModel, scale: float) -> CostModel:
+    """Every host-side rate (CPU gathers, scatter, reduction) ``scale`` times faster."""
+    return cost.with_(cpu={"lookups_per_s": cost.cpu.lookups_per_s * scale},
+                      scatter_s_per_lookup=cost.scatter_s_per_lookup / scale,
+                      reduce_bytes_per_s=cost.reduce_bytes_per_s * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation of one plan
+
+def evaluate(plan, cost: CostModel, held_out: list, png: str | None) -> dict:
+    rep = report(plan, cost, png)
+    out = rep.as_dict()
+    reads = np.zeros(plan.nr_dpus)
+    kernel = np.zeros(plan.nr_dpus)
+    totals, cpu_times, saved, hits, lookups = [], [], 0, 0, 0
+    for idx, off in held_out:
+        work, stats = plan.work(idx, off)
+        st = cost.stages(work)
+        reads += work.rows
+        kernel += st.kernel_per_dpu if st.kernel_per_dpu is not None else 0.0
+        totals.append(st.total)
+        cpu_times.append(cpu_only_seconds(cost, idx))
+        saved += stats["reads_saved"]
+        hits += stats["cache_hits"]
+        lookups += sum(len(i) for i in idx)
+    out["trace"] = {
+        "imbalance_reads": float(reads.max() / reads.mean()) if reads.mean() else 1.0,
+        "imbalance_kernel": float(kernel.max() / kernel.mean()) if kernel.mean() else 1.0,
+        "modelled_total_s": float(np.mean(totals)),
+        "cpu_only_modelled_s": float(np.mean(cpu_times)),
+        "modelled_speedup": float(np.mean(cpu_times) / np.mean(totals)),
+        "reads_saved_share": saved / lookups if lookups else 0.0,
+        "cache_hits_per_batch": hits / len(held_out),
+    }
+    return out
+
+
+def plan_and_eval(specs, profile, cfg, cost, held_out, png=None) -> dict:
+    t0 = time.perf_counter()
+    plan = make_plan(specs, profile, dataclasses.replace(cfg, cost=cost))
+    res = evaluate(plan, cost, held_out, png)
+    res["planner_s"] = time.perf_counter() - t0
+    return res
+
+
+def fmt_row(name: str, r: dict) -> str:
+    st, tr = r["modelled_s"], r["trace"]
+    return (f"| {name} | {len(r['tables_on_cpu'])} | {r['imbalance_reads']:.3f} / {r['imbalance_kernel']:.3f} | "
+            f"{tr['imbalance_reads']:.3f} / {tr['imbalance_kernel']:.3f} | {tr['reads_saved_share']:.2%} | "
+            f"{st['scatter'] * 1e3:.2f} | {st['h2d'] * 1e3:.2f} | {st['kernel'] * 1e3:.2f} | {st['d2h'] * 1e3:.2f} | "
+            f"{st['reduce'] * 1e3:.2f} | {st['cpu_tables'] * 1e3:.2f} | {st['total'] * 1e3:.2f} | "
+            f"{tr['modelled_total_s'] * 1e3:.2f} | {tr['cpu_only_modelled_s'] * 1e3:.2f} | {tr['modelled_speedup']:.2f}x |")
+
+
+HEADER = ("| config | tables on CPU | imbalance expected reads / kernel | imbalance held-out reads / kernel | "
+          "reads saved by cache | scatter | h2d | kernel | d2h | reduce | CPU tables | total (expected) | "
+          "total (held-out) | CPU-only | speedup |\n" + "|---" * 16 + "|")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tables capped at 200k rows, fewer configs (smoke test)")
+    ap.add_argument("--cpu-lookups-per-s", type=float, default=DEFAULT_CPU_LOOKUPS_PER_S,
+                    help="CPU-only embedding-bag rate at dim 64 (default: baselines.md, this VM type)")
+    ap.add_argument("--measure-cpu", action="store_true", help="measure the rate with updlrm's CPU kernel")
+    ap.add_argument("--server-mem-gbps", type=float, default=153.6,
+                    help="stated memory bandwidth of a server host (default: 2 sockets x 4 DDR4-2400 channels "
+                         "left for DRAM next to the PIM DIMMs); host rates scale by it / this VM's 21.8 GB/s")
+    ap.add_argument("--out", default=None, help="folder for per-level load PNGs")
+    ap.add_argument("--json", default=None, help="write all results here")
+    args = ap.parse_args(argv)
+
+    rows = [min(n, 200_000) for n in CRITEO_KAGGLE_CARDINALITIES] if args.quick else list(CRITEO_KAGGLE_CARDINALITIES)
+    specs = [TableSpec(f"C{i + 1}", n, DIM) for i, n in enumerate(rows)]
+    results: dict = {"validation": [], "main": {}, "pooling1": {}, "sweep": {}}
+
+    print("## 1. Cost model validation (modelled vs published)\n")
+    print("| quantity | modelled | published | source |\n|---|---|---|---|")
+    for what, model, pub, src in validation_rows():
+        print(f"| {what} | {model:.3g} | {pub} | {src} |")
+        results["validation"].append({"what": what, "modelled": model, "published": pub, "source": src})
+
+    rate = measure_cpu_rate(rows, (20, 80)) if args.measure_cpu else args.cpu_lookups_per_s
+    cost = CostModel(cpu=CpuModel(lookups_per_s=rate))
+    scale = args.server_mem_gbps / THIS_VM_SEQ_GBPS
+    server = server_cost(cost, scale)
+    results["cpu_lookups_per_s"] = rate
+    results["cpu_rate_source"] = "measured here (updlrm CPU kernel, tables capped at 2M rows)" if args.measure_cpu \
+        else "parameter (reference/baselines.md: torch 2 threads, dim 64, this VM type)"
+    results["server_scale"] = scale
+    print(f"\nCPU-only baseline: {rate / 1e6:.1f} M lookups/s at dim 64 ({results['cpu_rate_source']}); "
+          f"server host: all host rates x{scale:.2f} ({args.server_mem_gbps} GB/s stated vs {THIS_VM_SEQ_GBPS} GB/s)")
+
+    rng = np.random.default_rng(0)
+    n_profile = 2 if args.quick else 4
+    workloads = {}
+    for trace in ("powerlaw", "uniform"):
+        for pooling in ((20, 80), (1, 1)):
+            if trace == "uniform" and pooling == (1, 1):
+                continue
+            skewed = trace == "powerlaw"
+            t0 = time.perf_counter()
+            sample = [make_batch(rows, 4096, pooling, skewed, rng) for _ in range(n_profile)]
+            prof = build_profile(sample, rows, names=[s.name for s in specs])
+            held = [make_batch(rows, 4096, pooling, skewed, rng) for _ in range(2)]
+            workloads[(trace, pooling)] = (prof, held)
+            top = np.mean([p.top_share(max(1, p.num_rows // 100)) for p in prof.tables if p.exact])
+            print(f"profile {trace} pooling {pooling}: {time.perf_counter() - t0:.1f} s, mean top-1% share "
+                  f"(exact tables) {top:.3f}", file=sys.stderr)
+
+    base = PlannerConfig(nr_dpus=2560, batch_size=4096)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    print("\n## 2. Levels on 2,560 DPUs, B=4096, pooling 20-80 (all times MODELLED, ms per batch)\n")
+    print(HEADER)
+    modes = ("int32",) if args.quick else ("int32", "fp32")
+    for trace in ("powerlaw", "uniform"):
+        prof, held = workloads[(trace, (20, 80))]
+        for mode in modes if trace == "powerlaw" else ("int32",):
+            for level in Level:
+                png = str(out_dir / f"load_{trace}_{mode}_{level.value}.png") if out_dir else None
+                cfg = dataclasses.replace(base, level=level, value_mode=mode)
+                r = plan_and_eval(specs, prof, cfg, cost, held, png)
+                results["main"][f"{trace}/{mode}/{level.value}"] = r
+                print(fmt_row(f"{trace} {mode} {level.value}", r), flush=True)
+        if trace == "powerlaw":
+            for level in Level:
+                cfg = dataclasses.replace(base, level=level, value_mode="int32")
+                r = plan_and_eval(specs, prof, cfg, server, held)
+                results["main"][f"{trace}/int32/{level.value}/server-host"] = r
+                print(fmt_row(f"{trace} int32 {level.value}, server host x{scale:.1f}", r), flush=True)
+
+    print("\n## 3. Pooling 1 (power-law), 2,560 DPUs, B=4096, int32\n")
+    print(HEADER)
+    prof1, held1 = workloads[("powerlaw", (1, 1))]
+    for level in Level:
+        r = plan_and_eval(specs, prof1, dataclasses.replace(base, level=level, value_mode="int32"), cost, held1)
+        results["pooling1"][level.value] = r
+        print(fmt_row(f"pooling 1 {level.value}", r), flush=True)
+
+    print("\n## 4. Sweeps: cache level, int32, power-law, pooling 20-80\n")
+    print(HEADER)
+    prof, _ = workloads[("powerlaw", (20, 80))]
+    batches = (64, 4096) if args.quick else (64, 512, 4096)
+    dpus = (256, 2560) if args.quick else (256, 1024, 2560)
+    for b in batches:
+        held_b = [make_batch(rows, b, (20, 80), True, rng) for _ in range(2)]
+        for n in dpus:
+            cfg = dataclasses.replace(base, level=Level.CACHE, value_mode="int32", nr_dpus=n, batch_size=b)
+            r = plan_and_eval(specs, prof, cfg, cost, held_b)
+            results["sweep"][f"B{b}/D{n}"] = r
+            print(fmt_row(f"B={b}, {n} DPUs", r), flush=True)
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
