@@ -150,14 +150,14 @@ cdef uint32_t _symbol_offset(object offset) except? 0:
     return <uint32_t>offset
 
 
-cdef dpu_error_t _push(dpu_set_t dpu_set, void **buffers, dpu_xfer_t direction,
-                       const char *symbol, uint32_t offset, size_t length,
+cdef dpu_error_t _push(dpu_set_t dpu_set, void **buffers, size_t nr_buffers,
+                       dpu_xfer_t direction, const char *symbol, uint32_t offset, size_t length,
                        dpu_xfer_flags_t flags) noexcept nogil:
     """Prepare ``buffers[i]`` for the i-th DPU of the set (NULL: skip that DPU) and push once."""
     cdef dpu_set_dpu_iterator_t it = dpu_set_dpu_iterator_from(&dpu_set)
     cdef size_t i = 0
     cdef dpu_error_t status = DPU_OK
-    while it.has_next:
+    while it.has_next and i < nr_buffers:
         if buffers[i] != NULL:
             status = dpu_prepare_xfer(it.next, buffers[i])
             if status != DPU_OK:
@@ -458,8 +458,8 @@ cdef class DpuSet:
             if length < 0:
                 return 0  # every DPU skipped
             with nogil:
-                status = _push(self._set, buffers, DPU_XFER_TO_DPU, name_ptr, off,
-                               <size_t>length, flags)
+                status = _push(self._set, buffers, self._nr_dpus, DPU_XFER_TO_DPU, name_ptr,
+                               off, <size_t>length, flags)
             _check(status, "dpu_push_xfer")
         finally:
             free(buffers)
@@ -502,7 +502,8 @@ cdef class DpuSet:
         cdef dpu_xfer_flags_t flags = DPU_XFER_DEFAULT if sync else DPU_XFER_ASYNC
         cdef dpu_error_t status
         with nogil:
-            status = _push(self._set, buffers, DPU_XFER_FROM_DPU, name_ptr, off, row, flags)
+            status = _push(self._set, buffers, self._nr_dpus, DPU_XFER_FROM_DPU, name_ptr, off,
+                           row, flags)
         free(buffers)
         _check(status, "dpu_push_xfer")
         if not sync:
