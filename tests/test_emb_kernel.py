@@ -338,32 +338,35 @@ def test_int32_overflow_raises(kernels):
     np.testing.assert_allclose(single, 1.0, rtol=1e-6)
 
 
-def test_kernel_flags_a_corrupt_request(kernels):
-    # the host packer rejects bad rows; a request corrupted after packing must still not be
-    # pooled silently: the kernel checks every local row against the tile
+@pytest.mark.parametrize("section,item,value,error,bag,reported", [
+    ("offsets", 1, 5, "decreasing bag offsets", 0, 5),   # bag 0 would end past the 3 indices
+    ("offsets", 2, 1, "decreasing bag offsets", 0, 2),   # now 1 index: bag 0 ends past it
+    ("indices", 2, 99, "local row out of range", 1, 99),  # row 99 of a 10-row tile
+])
+def test_kernel_flags_a_corrupt_request(kernels, section, item, value, error, bag, reported):
+    # the host packer rejects bad rows and offsets; a request corrupted after packing must
+    # still not be pooled silently: the kernel checks offsets and rows itself
     table = np.ones((10, 8), dtype=np.float32)
     with DpuSet(1) as dpus:
         runner = EmbKernelRunner(dpus, kernel=kernels[1])
         (pl,) = runner.load_tile(make_tile(table), [0])
         cols = runner.placements
-        offsets = np.array([0, 2, 3], dtype=np.int64)
-        indices = np.array([1, 2, 3], dtype=np.int64)
         packed = _emb_pack.pack_requests(
             1, 77, runner.request_capacity, runner.output_capacity, cols["dpu"], cols["tile_off"],
             cols["n_rows"], cols["row_bytes"], cols["n_cols"], cols["mode"], cols["qmax"],
-            np.array([pl]), np.array([PoolOp.SUM], dtype=np.uint8), np.array([0, 2]), offsets,
-            indices, None)
-        request = packed.requests.copy()
-        words = request[0].view(np.uint32)
-        hit = np.flatnonzero(words == 3)  # the last index (3) -> row 99
-        words[hit[-1]] = 99
-        dpus.copy(MRAM_HEAP_SYMBOL, [request[0]], 0)
+            np.array([pl]), np.array([PoolOp.SUM], dtype=np.uint8), np.array([0, 2]),
+            np.array([0, 2, 3]), np.array([1, 2, 3]), None)
+        words = packed.requests[0].view(np.uint32)
+        # request = header (8 words), one job (12 words: offsets_off, indices_off at words 5, 6)
+        start = words[8 + (5 if section == "offsets" else 6)] // 4
+        words[start + item] = value
+        dpus.copy(MRAM_HEAP_SYMBOL, [packed.requests[0]], 0)
         dpus.launch()
         status = _emb_pack.read_status(dpus.read(MRAM_HEAP_SYMBOL, packed.output_bytes, np.uint8,
                                                  runner.request_capacity))
     assert status["batch_id"][0] == 77
-    assert _emb_pack.ERRORS[int(status["error"][0])] == "local row out of range"
-    assert (status["error_bag"][0], status["error_value"][0]) == (1, 99)
+    assert _emb_pack.ERRORS[int(status["error"][0])] == error
+    assert (status["error_bag"][0], status["error_value"][0]) == (bag, reported)
 
 
 def test_a_kernel_that_wrote_no_result_is_an_error(kernels):
