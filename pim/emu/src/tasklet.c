@@ -539,18 +539,28 @@ int __dpu_emu_check_stack(void)
 
 uint32_t __dpu_emu_mram_heap_pointer(void) { return DPU_EMU_MRAM_BASE + ctx()->program->heap_offset; }
 
-/** MRAM offset of a kernel MRAM address (an __mram variable or a 32-bit MRAM address), or -1.
- * Addresses up to 64 MiB past the MRAM's end count as MRAM addresses, to report them as out of
- * bounds; machine.c keeps that window free of host mappings where the system allows it. */
+/** MRAM offset of a kernel MRAM address, or -1. MRAM addresses are __mram variables (and
+ * pointers past their end: dpu_mram_noinit sits at MRAM offset 0 and dpu_mram after it, so
+ * `&array[i]` beyond the array reaches the following MRAM as on the DPU) or 32-bit MRAM
+ * addresses; up to 64 MiB past the MRAM's end they count as MRAM addresses, to be reported as
+ * out of bounds. machine.c keeps that window free of host mappings where the system allows. */
 static int64_t mram_offset(const struct emu_ctx *c, const void *address)
 {
     uintptr_t a = (uintptr_t)address;
-    if (a - c->noinit_lo < c->program->noinit_size)
+    const struct dpu_program_t *p = c->program;
+    if (a - c->noinit_lo < p->noinit_size)
         return (int64_t)(a - c->noinit_lo);
-    if (a - c->mram_lo < c->program->mram_size)
-        return (int64_t)(c->program->mram_offset + (a - c->mram_lo));
+    if (a - c->mram_lo < p->mram_size)
+        return (int64_t)(p->mram_offset + (a - c->mram_lo));
     if (a - DPU_EMU_MRAM_BASE < EMU_MRAM_WINDOW)
         return (int64_t)(a - DPU_EMU_MRAM_BASE);
+    /* past the end of a section: relative to the nearest section start below the address */
+    bool after_mram = p->mram_size > 0 && a >= c->mram_lo && a - c->mram_lo < EMU_MRAM_SIZE - p->mram_offset;
+    bool after_noinit = p->noinit_size > 0 && a >= c->noinit_lo && a - c->noinit_lo < EMU_MRAM_SIZE;
+    if (after_mram && (!after_noinit || c->mram_lo > c->noinit_lo))
+        return (int64_t)(p->mram_offset + (a - c->mram_lo));
+    if (after_noinit)
+        return (int64_t)(a - c->noinit_lo);
     return -1;
 }
 

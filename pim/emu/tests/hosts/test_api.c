@@ -227,6 +227,9 @@ static void test_symbols_and_transfers(void)
         uint64_t doubled[4];
         OK(dpu_copy_from(dpu, "doubled", 0, doubled, sizeof(doubled)));
         CHECK(doubled[0] == 22 && doubled[3] == 88);
+        uint64_t past_the_end = 0;
+        OK(dpu_copy_from(dpu, DPU_MRAM_HEAP_POINTER_NAME, 0, &past_the_end, 8));
+        CHECK(past_the_end == 0x5eed);
         char *log = read_log(dpu);
         CHECK(strstr(log, "sum=110") != NULL);
         free(log);

@@ -24,6 +24,9 @@ int main(void)
     for (int i = 0; i < 4; i++)
         buf[i] *= 2;
     mram_write(buf, doubled, sizeof(buf));
+    /* past the end of an MRAM array is the following MRAM, here the heap */
+    buf[0] = 0x5eed;
+    mram_write(buf, &initialised[4], 8);
     /* table[0..seq_count) written by the host; sum it with a sequential reader from an odd start */
     seqreader_t reader;
     uint64_t *p = seqread_init(seqread_alloc(), &table[0], &reader);
