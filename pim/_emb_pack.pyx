@@ -30,7 +30,7 @@ F32, I32, I8 = EMB_F32, EMB_I32, EMB_I8
 OP_SUM, OP_WSUM, OP_MAX = EMB_OP_SUM, EMB_OP_WSUM, EMB_OP_MAX
 ERRORS = {EMB_OK: "ok", EMB_ERR_CONFIG: "EMB_CONFIG not set or misaligned",
           EMB_ERR_REQUEST: "malformed request", EMB_ERR_JOB: "inconsistent job descriptor",
-          EMB_ERR_OFFSETS: "decreasing bag offsets", EMB_ERR_INDEX: "local row out of range"}
+          EMB_ERR_OFFSETS: "bag offsets decrease or run past the indices", EMB_ERR_INDEX: "local row out of range"}
 STATUS_BYTES = sizeof(emb_status_t)
 CONFIG_BYTES = sizeof(emb_config_t)
 

@@ -339,8 +339,8 @@ def test_int32_overflow_raises(kernels):
 
 
 @pytest.mark.parametrize("section,item,value,error,bag,reported", [
-    ("offsets", 1, 5, "decreasing bag offsets", 0, 5),   # bag 0 would end past the 3 indices
-    ("offsets", 2, 1, "decreasing bag offsets", 0, 2),   # now 1 index: bag 0 ends past it
+    ("offsets", 1, 5, "bag offsets decrease or run past the indices", 0, 5),   # bag 0 would end past the 3 indices
+    ("offsets", 2, 1, "bag offsets decrease or run past the indices", 0, 2),   # now 1 index: bag 0 ends past it
     ("indices", 2, 99, "local row out of range", 1, 99),  # row 99 of a 10-row tile
 ])
 def test_kernel_flags_a_corrupt_request(kernels, section, item, value, error, bag, reported):

@@ -66,7 +66,7 @@ enum emb_error {
     EMB_ERR_CONFIG = 1,        /* EMB_CONFIG not set or areas not 8-aligned                    */
     EMB_ERR_REQUEST = 2,       /* bad request magic, too many jobs, or request beyond its area */
     EMB_ERR_JOB = 3,           /* a job descriptor is inconsistent (error_job says which)      */
-    EMB_ERR_OFFSETS = 4,       /* offsets of a bag decrease (error_bag, error_value = offset)  */
+    EMB_ERR_OFFSETS = 4,       /* a bag ends before it starts or past the indices (error_value = its end) */
     EMB_ERR_INDEX = 5          /* a local row >= n_rows (error_bag, error_value = the row)     */
 };
 
