@@ -217,6 +217,16 @@ cdef class DpuSet:
     iterating yields single-DPU views and :attr:`ranks` single-rank views, which share the
     allocation and accept the same calls (``load``, ``copy``, ``read``, ``launch``, ``log``...).
 
+    Typical use::
+
+        with DpuSet(64) as dpus:
+            dpus.load("emb_bag")                       # or a path to a DPU binary
+            dpus.copy("params", np.array([n], np.uint32))        # one buffer: broadcast
+            dpus.copy("__sys_used_mram_end", list(rows))         # one buffer per DPU
+            dpus.launch()
+            out = dpus.read("results", 16, np.int64)   # [64, 16], one push
+            print(dpus.dpus[0].log())
+
     Not thread-safe: use one allocation from one thread at a time.
     """
 
