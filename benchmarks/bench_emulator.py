@@ -4,7 +4,8 @@ Two figures (median of --repeats runs each, after one warm-up):
 
 1. lookups/s on 64 DPUs x 16 tasklets: one 64-dim float32 table sharded by rows over the DPUs
    (4,096 rows = 1 MiB per DPU), bags of 20 uniform random rows; the kernel launch alone
-   (emulated DPU work) and the whole batch (pack, push, launch, pull, decode).
+   (emulated DPU work) and the whole batch (pack, push, launch, pull, decode); baseline in the
+   same run: updlrm's CPU backend pooling the same batch on this machine's cores.
 2. wall time of one batch of 4,096 bags x 20 indices on 256 DPUs (same layout), split into
    the host scatter of bags into per-DPU sub-bags (NumPy, here; the PIM backend's job),
    EmbKernelRunner.submit (pack, push, launch) and EmbKernelRunner.collect_into (wait, pull,
@@ -24,8 +25,11 @@ import time
 
 import numpy as np
 
+from updlrm.cpu_backend import CpuBackend
 from updlrm.pim._dpu import DpuSet
 from updlrm.pim.emb_host import EmbKernelRunner, PoolOp, ValueMode, make_tile
+from updlrm.sparse import SparseBatch
+from updlrm.tables import EmbeddingTable
 
 DIM = 64
 ROWS_PER_DPU = 4096
@@ -80,18 +84,24 @@ def setup_runner(dpus, rng, mode, output_capacity):
 def bench_throughput(args, rng):
     n_dpus, n_bags = 64, args.bags
     with DpuSet(n_dpus) as dpus:
-        runner, _ = setup_runner(dpus, rng, args.mode, output_capacity=4 << 20)
+        runner, tiles = setup_runner(dpus, rng, args.mode, output_capacity=4 << 20)
         offsets, indices = make_batch(rng, n_bags, n_dpus * ROWS_PER_DPU)
         bag_ptr, sub_offsets, local, _ = shard_batch(offsets, indices, ROWS_PER_DPU, n_dpus)
         args_batch = (np.arange(n_dpus), PoolOp.SUM, bag_ptr, sub_offsets, local)
         runner.run_batch(*args_batch)  # leaves this batch's request in MRAM for launch-only runs
         t_launch, c_launch = median_time(dpus.launch, args.repeats)
         t_batch, c_batch = median_time(lambda: runner.run_batch(*args_batch), args.repeats)
+    # baseline, same run: the same pooling by updlrm's CPU backend on this machine's cores
+    cpu = CpuBackend()
+    cpu.load([EmbeddingTable("t", np.concatenate([tile.values() for tile in tiles]).astype(np.float32))])
+    batch = SparseBatch.from_jagged([indices], [offsets])
+    t_cpu, c_cpu = median_time(lambda: cpu.lookup(batch), args.repeats)
     lookups = indices.size
     print(f"[1] 64 DPUs x 16 tasklets, dim {DIM} {args.mode.name}, {n_bags} bags x {POOLING} "
           f"= {lookups} lookups ({lookups // n_dpus} per DPU), median of {args.repeats}")
-    for name, wall, cpu in (("kernel launch only", t_launch, c_launch), ("whole run_batch", t_batch, c_batch)):
-        print(f"    {name:<18} : {wall * 1e3:8.2f} ms wall -> {lookups / wall / 1e6:6.2f} M lookups/s"
+    for name, wall, cpu in (("kernel launch only", t_launch, c_launch), ("whole run_batch", t_batch, c_batch),
+                            ("baseline: CpuBackend", t_cpu, c_cpu)):
+        print(f"    {name:<20} : {wall * 1e3:8.2f} ms wall -> {lookups / wall / 1e6:6.2f} M lookups/s"
               f"   ({cpu * 1e3:8.2f} ms CPU -> {lookups / cpu / 1e6:6.2f} M lookups per CPU-s)")
 
 
