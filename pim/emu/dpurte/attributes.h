@@ -22,8 +22,11 @@
 #endif
 
 /* __mram_noinit data must not take file space (tables up to 64 MiB): emit a NOBITS section.
- * The trailing comment character swallows the section flags gcc appends. */
-#if defined(__x86_64__) || defined(__i386__)
+ * The trailing comment character swallows the section flags gcc appends (clang quotes section
+ * names, so it gets an ordinary section: correct, but the zeros take file space). */
+#if defined(__clang__)
+#define __DPU_EMU_NOINIT_SECTION __attribute__((section("dpu_mram_noinit")))
+#elif defined(__x86_64__) || defined(__i386__)
 #define __DPU_EMU_NOINIT_SECTION __attribute__((section("dpu_mram_noinit,\"aw\",@nobits#")))
 #elif defined(__aarch64__)
 #define __DPU_EMU_NOINIT_SECTION __attribute__((section("dpu_mram_noinit,\"aw\",%nobits//")))
