@@ -269,6 +269,8 @@ def read_status(const uint8_t[:, ::1] output):
     names = ("magic", "batch_id", "error", "error_job", "error_bag", "error_value",
              "overflow_bags", "first_overflow_bag")
     fields = {name: np.empty(n, dtype=np.uint32) for name in names}
+    fields["cycles"] = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] cycles = fields["cycles"]
     cdef uint32_t[::1] magic = fields["magic"], batch = fields["batch_id"]
     cdef uint32_t[::1] err = fields["error"], ejob = fields["error_job"]
     cdef uint32_t[::1] ebag = fields["error_bag"], evalue = fields["error_value"]
@@ -284,6 +286,7 @@ def read_status(const uint8_t[:, ::1] output):
         evalue[d] = st.error_value
         ovf[d] = st.overflow_bags
         fovf[d] = st.first_overflow_bag
+        cycles[d] = st.cycles
     fields["status_magic"] = EMB_STATUS_MAGIC
     return fields
 

@@ -1,7 +1,7 @@
 # The embedding-bag kernel's ABI (pim/kernels/emb_abi.h) for Cython: cimported by _emb_pack.pyx
 # and by any Cython code that builds kernel requests itself
 # (`from pim.emb_abi cimport ...`, with pim/kernels in the extension's include_dirs).
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 
 cdef extern from "emb_abi.h" nogil:
@@ -40,4 +40,5 @@ cdef extern from "emb_abi.h" nogil:
     ctypedef struct emb_status_t:
         uint32_t magic, batch_id, error, error_job, error_bag, error_value
         uint32_t overflow_bags, first_overflow_bag
+        uint64_t cycles
     uint32_t EMB_OUT_ROW_BYTES(uint32_t n_cols)

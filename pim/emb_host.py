@@ -205,6 +205,9 @@ class EmbKernelRunner:
         self._columns: dict[str, np.ndarray] | None = None
         self._batch_id = 0
         self._pending: tuple | None = None
+        #: per DPU, the kernel's cycle counter at the end of the last collected batch: measured
+        #: on UPMEM hardware; on the emulator a model (DMA cost only, no instructions).
+        self.last_cycles = np.zeros(self.n_dpus, dtype=np.uint64)
 
     # --- tiles ------------------------------------------------------------------------------
 
@@ -353,10 +356,11 @@ class EmbKernelRunner:
         self.dpus.sync()
         output = self.dpus.read(MRAM_HEAP_SYMBOL, packed.output_bytes, np.uint8,
                                 self.request_capacity)
-        self._check_status(output, placement, bag_ptr, packed)
+        self.last_cycles = self._check_status(output, placement, bag_ptr, packed)
         return output, placement, ops, bag_ptr, packed
 
-    def _check_status(self, output, placement, bag_ptr, packed) -> None:
+    def _check_status(self, output, placement, bag_ptr, packed) -> np.ndarray:
+        """Raise unless every DPU pooled this batch cleanly; returns the DPUs' cycle counts."""
         status = _emb_pack.read_status(output)
         stale = (status["magic"] != status["status_magic"]) | (status["batch_id"] != self._batch_id)
         if stale.any():
@@ -378,6 +382,7 @@ class EmbKernelRunner:
             raise exc(f"DPU {d}: int32 accumulation overflowed in {int(status[field][d])} bag(s), "
                       f"first: job {job}, bag {local} (batch bag {int(bag_ptr[job]) + local if job >= 0 else -1}); "
                       f"use a larger I32 headroom, I8 or F32 for this tile")
+        return status["cycles"]
 
 
 def _locate(dpu: int, bag: int, dpu_of_job: np.ndarray, packed) -> tuple[int, int]:

@@ -122,7 +122,7 @@ ABI_FIELDS = {
     "emb_job_t": ["tile_off", "n_rows", "row_bytes", "n_cols", "n_bags", "offsets_off",
                   "indices_off", "weights_off", "out_off", "mode", "op", "reserved0", "reserved"],
     "emb_status_t": ["magic", "batch_id", "error", "error_job", "error_bag", "error_value",
-                     "overflow_bags", "first_overflow_bag"],
+                     "overflow_bags", "first_overflow_bag", "cycles"],
 }
 
 
@@ -321,6 +321,21 @@ def test_async_batches_reuse_the_tiles(kernels):
             results = runner.collect()
             got = np.concatenate(results)
             assert_same_bits(got, pool_sequential(table, PoolOp.SUM, offsets, indices, None))
+
+
+def test_cycle_counter_grows_with_the_work(kernels):
+    # the kernel reports the DPU's cycle counter (measured on hardware; the emulator models
+    # DMA cycles): more rows to gather on DPU 1 than on DPU 0 must cost DPU 1 more cycles
+    rng = np.random.default_rng(11)
+    table = rng.normal(size=(64, 32)).astype(np.float32)
+    with DpuSet(2) as dpus:
+        runner = EmbKernelRunner(dpus, kernel=kernels[16])
+        pl = runner.load_tile(make_tile(table), [0, 1])
+        offsets = np.arange(0, 20 * 10 + 1, 10)               # 20 bags x 10 rows
+        indices = rng.integers(0, 64, size=200)
+        runner.run_batch(pl, PoolOp.SUM, [0, 4, 20], offsets, indices)  # 40 rows on DPU 0, 160 on 1
+        cycles = runner.last_cycles.copy()
+    assert 0 < cycles[0] < cycles[1]
 
 
 def test_int32_overflow_raises(kernels):

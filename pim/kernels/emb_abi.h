@@ -115,11 +115,13 @@ typedef struct emb_status {
     uint32_t error_value;        /* the offending offset or row */
     uint32_t overflow_bags;      /* bags whose int32 accumulation overflowed */
     uint32_t first_overflow_bag; /* smallest global bag that overflowed, or EMB_NO_BAG */
+    uint64_t cycles;             /* perfcounter cycles from boot to the end of pooling: measured
+                                    on UPMEM hardware, modelled (DMA only) by the emulator */
 } emb_status_t;
 
 _Static_assert(sizeof(emb_config_t) == 32, "emb_config_t layout");
 _Static_assert(sizeof(emb_request_header_t) == 32, "emb_request_header_t layout");
 _Static_assert(sizeof(emb_job_t) == 48, "emb_job_t layout");
-_Static_assert(sizeof(emb_status_t) == 32, "emb_status_t layout");
+_Static_assert(sizeof(emb_status_t) == 40, "emb_status_t layout");
 
 #endif /* UPDLRM_EMB_ABI_H */

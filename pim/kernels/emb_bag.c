@@ -28,6 +28,7 @@
 #include <barrier.h>
 #include <defs.h>
 #include <mram.h>
+#include <perfcounter.h>
 
 #include "emb_abi.h"
 
@@ -375,6 +376,7 @@ static void merge_status(uint32_t error, uint32_t error_job)
     s->error_value = 0u;
     s->overflow_bags = 0u;
     s->first_overflow_bag = EMB_NO_BAG;
+    s->cycles = perfcounter_get();
     for (t = 0u; t < NR_TASKLETS; t++) {
         const emb_status_t *ts = &tasklet_status[t];
         if (error == EMB_OK && ts->error != EMB_OK && ts->error_bag < s->error_bag) {
@@ -394,9 +396,10 @@ int main(void)
 {
     uint32_t t = me();
     static uint32_t error_job;
-    emb_status_t st = { 0u, 0u, EMB_OK, 0u, EMB_NO_BAG, 0u, 0u, EMB_NO_BAG };
+    emb_status_t st = { 0u, 0u, EMB_OK, 0u, EMB_NO_BAG, 0u, 0u, EMB_NO_BAG, 0u };
 
     if (t == 0u) {
+        perfcounter_config(COUNT_CYCLES, true);
         mem_reset();
         error_job = 0u;
         setup_error = setup(&error_job);
