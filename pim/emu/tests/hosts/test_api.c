@@ -472,6 +472,28 @@ static void test_semaphores_and_handshakes(void)
     OK(dpu_free(set));
 }
 
+static void test_modelled_perfcounter(void)
+{
+    struct dpu_set_t set, dpu;
+    OK(dpu_alloc(2, NULL, &set));
+    OK(dpu_load(set, kernel("perf"), NULL));
+    uint32_t reads = 10;
+    OK(dpu_broadcast_to(set, "reads", 0, &reads, 4, DPU_XFER_DEFAULT));
+    OK(dpu_launch(set, DPU_SYNCHRONOUS));
+    DPU_FOREACH(set, dpu) {
+        uint64_t seen[NR_TASKLETS], before = 0;
+        uint32_t hz = 0;
+        OK(dpu_copy_from(dpu, "seen", 0, seen, sizeof(seen)));
+        OK(dpu_copy_from(dpu, "before_reset", 0, &before, 8));
+        OK(dpu_copy_from(dpu, "clocks_per_sec", 0, &hz, 4));
+        CHECK(before == 77 + 4);
+        for (int t = 0; t < NR_TASKLETS; t++)
+            CHECK(seen[t] == (uint64_t)NR_TASKLETS * reads * (77 + 64 / 2));
+        CHECK(hz == 350000000u);
+    }
+    OK(dpu_free(set));
+}
+
 static void test_faults(void)
 {
     static const char *const expected_text[FAULT_KINDS] = {
@@ -553,6 +575,13 @@ static void test_async_launch(void)
         OK(dpu_copy_from(dpu, "checksum", 0, sums, sizeof(sums)));
         CHECK(sums[0] == expected && sums[NR_TASKLETS - 1] == expected);
     }
+    /* DPU_XFER_ASYNC pushes, then dpu_sync */
+    uint64_t pulled[DPUS][NR_TASKLETS];
+    uint32_t k;
+    DPU_FOREACH(set, dpu, k) { OK(dpu_prepare_xfer(dpu, pulled[k])); }
+    OK(dpu_push_xfer(set, DPU_XFER_FROM_DPU, "checksum", 0, sizeof(pulled[0]), DPU_XFER_ASYNC));
+    OK(dpu_sync(set));
+    CHECK(pulled[0][0] == expected && pulled[DPUS - 1][NR_TASKLETS - 1] == expected);
     /* a transfer right after an asynchronous launch waits for it */
     iterations = 1000;
     OK(dpu_broadcast_to(set, "iterations", 0, &iterations, 4, DPU_XFER_DEFAULT));
@@ -636,6 +665,7 @@ int main(int argc, char **argv)
     test_reduction_with_mutex();
     test_sequential_only_kernel_fails();
     test_semaphores_and_handshakes();
+    test_modelled_perfcounter();
     test_faults();
     test_async_launch();
     test_many_dpus_small_memory();
