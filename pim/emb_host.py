@@ -338,6 +338,9 @@ class EmbKernelRunner:
         row ``bag_row[b]``, job ``j``'s columns start at ``job_col[j]``; SUM/WSUM jobs add, MAX
         jobs take the maximum (start those at -inf).  This is how partial sums of row tiles and
         column slices of one table come together without Python per job."""
+        if not (isinstance(dst, np.ndarray) and dst.dtype == np.float32 and dst.ndim == 2
+                and dst.flags.c_contiguous and dst.flags.writeable):
+            raise InvalidInputError("dst must be a writeable C-contiguous float32 [rows, cols] array")
         output, placement, ops, bag_ptr, packed = self._pull()
         cols = self.placements
         _emb_pack.reduce_results(
