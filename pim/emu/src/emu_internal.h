@@ -93,6 +93,7 @@ struct dpu_t {
     uint8_t *heap;   /* WRAM heap (64 KiB of the allocation's lazily committed heap area) */
     uint32_t heap_used;
     bool running; /* guarded by g_emu.lock */
+    bool awaited; /* a host thread waits for this DPU to stop (g_emu.lock) */
     bool fault;
     void *xfer_buffer;
     char *log;

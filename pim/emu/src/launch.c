@@ -21,7 +21,10 @@ static void *worker_loop(void *arg)
         emu_run_dpu(d, w->id);
         pthread_mutex_lock(&g_emu.lock);
         d->running = false;
-        pthread_cond_broadcast(&g_emu.done);
+        if (d->awaited) { /* only a DPU someone waits for wakes the waiters */
+            d->awaited = false;
+            pthread_cond_broadcast(&g_emu.done);
+        }
     }
     return NULL;
 }

@@ -380,8 +380,10 @@ void emu_wait_idle_locked(const struct dpu_set_t *set)
     uint64_t pos = 0;
     struct dpu_t *d;
     while ((d = emu_set_next(set, &pos)) != NULL) {
-        while (d->running)
+        while (d->running) {
+            d->awaited = true; /* its worker wakes us when it stops */
             pthread_cond_wait(&g_emu.done, &g_emu.lock);
+        }
     }
 }
 
