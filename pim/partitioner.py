@@ -239,10 +239,11 @@ def _coster(cfg: PlannerConfig, accesses: Sequence[_TableAccess]) -> _TileCoster
                        n / tm.bandwidth(max(pull, 8.0), ranks, "from_dpu"))
 
 
-def _bags_touching(reads: np.ndarray | float, batch: int, replicas: np.ndarray | float = 1.0):
-    """Expected partial sums of a group tile: bags routed to the replica that read the group
-    (Poisson approximation: a bag reads ``reads/batch`` rows of the group on average)."""
-    return batch / np.asarray(replicas, np.float64) * -np.expm1(-np.asarray(reads, np.float64) / batch)
+def _bags_touching(reads: np.ndarray | float, batch: int, share: np.ndarray | float = 1.0):
+    """Expected partial sums of a group tile whose replica serves ``share`` of the bags, when the
+    whole group gets ``reads`` reads per batch (Poisson approximation: a bag reads
+    ``reads/batch`` rows of the group on average)."""
+    return batch * np.asarray(share, np.float64) * -np.expm1(-np.asarray(reads, np.float64) / batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +321,7 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
     rest = acc.planning_total - float(acc.planning[hot].sum())
     rows = acc.n_all - len(hot)
     groups = max(1, min(groups, rows))
-    per_group = group_load(rest / groups)
+    per_group = group_load(rest / groups)       # one replica serving every bag
     replicas = int(min(max(1, math.ceil(per_group / target)), cfg.nr_dpus))
     memory = replicas * rows * sum(strides) + hot_tiles_mem
     return _Option(t, bounds, strides, groups, replicas, hot, per_group * groups + hot_load, memory, min_groups,
@@ -618,27 +619,30 @@ class _Groups:
             self.planned.append(float(planned[g]))
             self.replicas.append(int(replicas[g]))
 
-    def _slice_loads(self, gid: int, k: int, coster: _TileCoster, batch: int) -> np.ndarray:
-        """``[slices, 3]`` modelled (kernel, push, pull) seconds of each tile of one replica."""
+    def _unit_loads(self, gid: int, coster: _TileCoster, batch: int) -> np.ndarray:
+        """``[slices, 3]`` modelled (kernel, push, pull) seconds of one column slice of the group
+        if a single replica served every bag (a replica with bag share s costs s times this)."""
         p = self.planned[gid]
-        bags = _bags_touching(p, batch, k)
         b = self.bounds[gid]
-        return np.array([coster.vector(p / k, bags, _stride(b1 - b0), b1 - b0) for b0, b1 in zip(b, b[1:])])
+        return np.array([coster.vector(p, _bags_touching(p, batch), _stride(b1 - b0), b1 - b0)
+                         for b0, b1 in zip(b, b[1:])])
 
     def place(self, tables: list[TablePlan], coster: _TileCoster, cfg: PlannerConfig, usable: int) -> list[Tile]:
-        """LPT, moves, extra replicas for groups on the DPUs that set the latency, moves again;
-        returns the tiles with DPU and MRAM offset, and fills the tables' group arrays."""
-        t_group, t_slice, t_load, t_bytes = [], [], [], []
+        """LPT with equal bag shares, moves, extra replicas where they lower the slowest DPU,
+        moves, then bag shares re-weighted to even the DPUs out; returns the tiles with DPU, MRAM
+        offset and share, and fills the tables' group arrays."""
+        t_group, t_slice, t_rindex, t_bytes = [], [], [], []
+        units = [self._unit_loads(gid, coster, cfg.batch_size) for gid in range(len(self.replicas))]
         for gid, k in enumerate(self.replicas):
-            loads = self._slice_loads(gid, k, coster, cfg.batch_size)
             b = self.bounds[gid]
-            for _ in range(k):
+            for r in range(k):
                 for j in range(len(b) - 1):
                     t_group.append(gid)
                     t_slice.append(j)
-                    t_load.append(loads[j])
+                    t_rindex.append(r)
                     t_bytes.append(self.size[gid] * _stride(b[j + 1] - b[j]))
-        load = np.array(t_load).reshape(-1, 3)
+        t_group, t_slice = np.array(t_group), np.array(t_slice)
+        load = np.array([units[g][j] / self.replicas[g] for g, j in zip(t_group, t_slice)]).reshape(-1, 3)
         nbytes = np.array(t_bytes, np.int64)
         dpu = np.full(len(load), -1, np.int64)
         failed = _lpt_tiles(np.lexsort((-nbytes, -load.sum(axis=1))), load, nbytes, cfg.nr_dpus, usable, dpu)
@@ -648,15 +652,22 @@ class _Groups:
                                 f"(group {self.local[gid]}); tiles total {_mib(nbytes.sum())} on "
                                 f"{cfg.nr_dpus} DPUs x {usable} B")
         _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
-        load, nbytes, dpu, t_group, t_slice = self._add_replicas(load, nbytes, dpu, t_group, t_slice, coster,
-                                                                 cfg, usable)
+        load, nbytes, dpu, t_group, t_slice, t_rindex = self._add_replicas(
+            load, nbytes, dpu, t_group, t_slice, list(t_rindex), units, cfg, usable)
         _improve(load, nbytes, dpu, cfg.nr_dpus, usable, cfg.improve_iters)
-        return self._tiles(tables, dpu, nbytes, t_group, t_slice, cfg.batch_size, cfg.nr_dpus)
+        rep_group = np.repeat(np.arange(len(self.replicas)), self.replicas)
+        rep_first = np.searchsorted(rep_group, np.arange(len(self.replicas)))
+        rep = rep_first[t_group] + t_rindex
+        unit = np.array([units[g][j] for g, j in zip(t_group, t_slice)]).reshape(-1, 3)
+        share = 1.0 / np.asarray(self.replicas, np.float64)[rep_group]
+        share = _balance_shares(unit.sum(axis=1), dpu, rep, rep_group, share, cfg.nr_dpus)
+        return self._tiles(tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, cfg.batch_size,
+                           cfg.nr_dpus)
 
-    def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, coster, cfg, usable):
+    def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, t_rindex, units, cfg, usable):
         """While it lowers the objective (sum over kernel/push/pull of the max over DPUs), give a
-        group on a DPU that sets a maximum one more replica, placed where it costs least: evens
-        out what the tile granularity leaves."""
+        group on a DPU that sets a maximum one more replica (equal shares), placed where it costs
+        least: evens out what the tile granularity leaves."""
         n = cfg.nr_dpus
         dpu_load = np.zeros((n, 3))
         np.add.at(dpu_load, dpu, load)
@@ -677,7 +688,7 @@ class _Groups:
                 k = self.replicas[gid]
                 if k >= n:
                     continue
-                new = self._slice_loads(gid, k + 1, coster, cfg.batch_size)
+                new = units[gid] / (k + 1)
                 trial = dpu_load.copy()
                 trial_free = free.copy()
                 for m in members[gid]:
@@ -708,6 +719,7 @@ class _Groups:
                     dpu.append(d)
                     t_group.append(gid)
                     t_slice.append(j)
+                    t_rindex.append(k)
                 self.replicas[gid] = k + 1
                 dpu_load, free, objective = trial, trial_free, trial_objective
                 accepted = True
@@ -715,38 +727,76 @@ class _Groups:
             if not accepted:
                 break
         return (np.array(load).reshape(-1, 3), np.array(nbytes, np.int64), np.array(dpu, np.int64),
-                np.array(t_group), np.array(t_slice))
+                np.array(t_group), np.array(t_slice), np.array(t_rindex))
 
-    def _tiles(self, tables, dpu, nbytes, t_group, t_slice, batch, nr_dpus) -> list[Tile]:
+    def _tiles(self, tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, batch, nr_dpus) -> list[Tile]:
         """Tile objects in (group, replica, slice) order; group arrays of the tables; MRAM offsets."""
-        order = np.lexsort((t_slice, t_group))
-        tiles: list[Tile] = []
-        rep_seen: dict[tuple[int, int], int] = {}
-        first_group = {}
-        for gid in range(len(self.table)):
-            first_group.setdefault(self.table[gid], gid)
-        for t, gid0 in first_group.items():
+        rep_first = np.searchsorted(rep_group, np.arange(len(self.replicas)))   # first replica id per group
+        tables_seen: dict[int, int] = {}
+        for gid, t in enumerate(self.table):
+            tables_seen.setdefault(t, gid)
+        for t, gid0 in tables_seen.items():
             tp = tables[t]
-            n_groups = sum(1 for x in self.table if x == t)
+            n_groups = self.table.count(t)
             reps = np.array(self.replicas[gid0:gid0 + n_groups], np.int32)
             tp.group_replicas = reps
             tp.group_ptr = np.concatenate([[0], np.cumsum(reps.astype(np.int64) * tp.n_slices)])
             tp.group_tiles = np.empty(int(tp.group_ptr[-1]), np.int32)
+            tp.replica_ptr = np.concatenate([[0], np.cumsum(reps.astype(np.int64))])
+            r0 = rep_first[gid0]
+            s = share[r0:r0 + int(reps.sum())]
+            cut = np.empty(len(s))
+            for g in range(n_groups):
+                lo, hi = tp.replica_ptr[g], tp.replica_ptr[g + 1]
+                # whole bags of the reference batch (largest remainder), so the expectation holds
+                want = s[lo:hi] / s[lo:hi].sum() * batch
+                bags = np.floor(want)
+                short = int(batch - bags.sum())
+                bags[np.argsort(bags - want, kind="stable")[:short]] += 1
+                s[lo:hi] = bags / batch
+                cut[lo:hi] = np.cumsum(bags) / batch
+                cut[hi - 1] = 1.0
+            share[r0:r0 + len(s)] = s
+            tp.replica_cut = cut
+        tiles: list[Tile] = []
         offset = np.zeros(nr_dpus, np.int64)
-        for i in order:
+        for i in np.lexsort((t_slice, rep)):
             gid, j = int(t_group[i]), int(t_slice[i])
             t, g = self.table[gid], self.local[gid]
             tp = tables[t]
-            rep = rep_seen.get((gid, j), 0)
-            rep_seen[(gid, j)] = rep + 1
-            k = self.replicas[gid]
+            r = int(rep[i] - rep_first[gid])
             b0, b1 = tp.col_bounds[j], tp.col_bounds[j + 1]
-            tp.group_tiles[tp.group_ptr[g] + rep * tp.n_slices + j] = len(tiles)
-            tiles.append(Tile(t, g, rep, b0, b1, self.size[gid], _stride(b1 - b0), int(dpu[i]), int(offset[dpu[i]]),
-                              expected_reads=self.real[gid] / k,
-                              expected_bags=float(_bags_touching(self.real[gid], batch, k))))
+            tp.group_tiles[tp.group_ptr[g] + r * tp.n_slices + j] = len(tiles)
+            sh = float(share[rep[i]])
+            tiles.append(Tile(t, g, r, b0, b1, self.size[gid], _stride(b1 - b0), int(dpu[i]), int(offset[dpu[i]]),
+                              bag_share=sh, expected_reads=self.real[gid] * sh,
+                              expected_bags=float(_bags_touching(self.real[gid], batch, sh))))
             offset[dpu[i]] += nbytes[i]
         return tiles
+
+
+def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
+                    share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
+    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out.
+
+    Multiplicative updates: a replica on a DPU above the mean load loses share, one below gains,
+    then shares are renormalised within the group (a replica's load is its share times the
+    group's full load; a replica cut into column slices follows its most loaded slice).
+    """
+    n_groups = int(rep_group.max()) + 1 if len(rep_group) else 0
+    multi = np.bincount(rep_group, minlength=n_groups)[rep_group] > 1
+    best, best_peak = share.copy(), np.inf
+    for _ in range(iters):
+        dpu_load = np.bincount(dpu, weights=unit * share[rep], minlength=nr_dpus)
+        peak = dpu_load.max()
+        if peak < best_peak:
+            best, best_peak = share.copy(), peak
+        rep_load = np.zeros(len(share))
+        np.maximum.at(rep_load, rep, dpu_load[dpu])
+        factor = np.where(multi, (dpu_load.mean() / np.maximum(rep_load, 1e-300)) ** step, 1.0)
+        share = share * factor
+        share /= np.bincount(rep_group, weights=share, minlength=n_groups)[rep_group]
+    return best
 
 
 def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: PlannerConfig) -> set[int]:

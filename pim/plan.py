@@ -9,6 +9,10 @@ What an executor needs, per table placed on the DPUs (``TablePlan.placement == "
   (``row_cache[r]`` = the entry row ``r`` belongs to, or -1; entries are disjoint).
 * group ``g`` has ``group_replicas[g]`` replicas; its tiles are
   ``group_tiles[group_ptr[g] + replica * n_slices + slice]`` (indices into ``Plan.tiles``).
+  Replicas split the bags of a batch into contiguous ranges: replica ``j`` of group ``g`` serves
+  the bags ``b`` with ``replica_cut[replica_ptr[g] + j - 1] <= (b + 0.5) / B <
+  replica_cut[replica_ptr[g] + j]`` (cuts are cumulative shares, the last one is 1), so shares
+  need not be equal: the planner sizes them to balance the DPUs.
 * a :class:`Tile` says on which DPU it lives, at which MRAM offset (bytes from the start of the
   table region, which is ``[0, Plan.table_region_bytes)``; the kernel's I/O buffers live above it),
   and its row stride (bytes, multiple of 8). Local row ``l`` of a tile is at
@@ -18,8 +22,8 @@ Routing one bag ``b`` (its index within the batch) of a PIM table (see :meth:`Pl
 
 1. cache substitution: for every cache entry all of whose member rows occur in the bag, one
    occurrence of each member is replaced by the entry's single cache row;
-2. each remaining row ``r`` goes to group ``g = row_group[r]``, replica ``b % group_replicas[g]``,
-   and to every column slice of it; the DPU adds the rows of the bag that reach a tile into one
+2. each remaining row ``r`` goes to group ``g = row_group[r]``, to the replica whose bag range
+   holds ``b``, and to every column slice of it; the DPU adds the rows of the bag that reach a tile into one
    partial sum per (tile, bag), and the host adds the partials into ``out[b, col_start:col_stop]``.
 
 Weighted bags and MAX pooling never get cache entries (a pre-summed row cannot carry
@@ -45,7 +49,7 @@ VALUE_BYTES = 4     # fp32 and int32 values both take 4 bytes in MRAM
 
 # arrays of a TablePlan that live in the .npz, not the JSON
 _TABLE_ARRAYS = ("row_group", "row_local", "group_replicas", "group_ptr", "group_tiles",
-                 "cache_ptr", "cache_rows", "row_cache")
+                 "replica_ptr", "replica_cut", "cache_ptr", "cache_rows", "row_cache")
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,9 @@ class TableSpec:
 class Tile:
     """A block of one table (a row group's replica x a column slice) stored on one DPU.
 
-    ``expected_reads`` / ``expected_bags`` are the planner's expectations per reference batch
-    (rows read, partial sums written).
+    ``bag_share`` is the share of each batch's bags its replica serves; ``expected_reads`` /
+    ``expected_bags`` are the planner's expectations per reference batch (rows read, partial sums
+    written).
     """
 
     table: int
@@ -86,6 +91,7 @@ class Tile:
     row_stride: int
     dpu: int = -1
     mram_offset: int = -1
+    bag_share: float = 1.0
     expected_reads: float = 0.0
     expected_bags: float = 0.0
 
@@ -111,6 +117,8 @@ class TablePlan:
     group_replicas: np.ndarray | None = None  # [n_groups] int32
     group_ptr: np.ndarray | None = None       # [n_groups + 1] int64
     group_tiles: np.ndarray | None = None     # [sum replicas x slices] int32
+    replica_ptr: np.ndarray | None = None     # [n_groups + 1] int64
+    replica_cut: np.ndarray | None = None     # [sum replicas] float64, cumulative bag shares
     cache_ptr: np.ndarray | None = None       # [n_cache + 1] int64
     cache_rows: np.ndarray | None = None      # member rows of every cache entry
     row_cache: np.ndarray | None = None       # [rows] int32, entry of each row or -1 (None: no cache)
@@ -208,6 +216,12 @@ class Plan:
             expect_ptr = np.concatenate([[0], np.cumsum(tp.group_replicas.astype(np.int64) * tp.n_slices)])
             if not np.array_equal(tp.group_ptr, expect_ptr) or len(tp.group_tiles) != expect_ptr[-1]:
                 raise InvalidInputError(f"table {name!r}: group_ptr does not match group_replicas")
+            rep_ptr = np.concatenate([[0], np.cumsum(tp.group_replicas.astype(np.int64))])
+            cut = tp.replica_cut
+            same_group = np.diff(np.repeat(np.arange(tp.n_groups), tp.group_replicas)) == 0
+            if not np.array_equal(tp.replica_ptr, rep_ptr) or len(cut) != rep_ptr[-1] or np.any(cut < 0) or \
+               np.any(cut[rep_ptr[1:] - 1] != 1.0) or np.any(np.diff(cut)[same_group] < 0):
+                raise InvalidInputError(f"table {name!r}: replica cuts must rise to 1 within every group")
             for g in range(tp.n_groups):
                 for rep in range(int(tp.group_replicas[g])):
                     for j in range(tp.n_slices):
@@ -235,7 +249,7 @@ class Plan:
         local = np.empty(cap, np.int32)
         bag = np.empty(cap, np.int32)
         m, hits, saved = _route(idx, off, tp.spec.rows, n_cache > 0, row_cache, cache_ptr, cache_rows,
-                                tp.row_group, tp.row_local, tp.group_replicas, tp.group_ptr,
+                                tp.row_group, tp.row_local, tp.replica_ptr, tp.replica_cut, tp.group_ptr,
                                 tp.group_tiles, tp.n_slices, tile, local, bag)
         return Routed(tile[:m], local[:m], bag[:m], int(hits), int(saved) * tp.n_slices)
 
@@ -399,7 +413,7 @@ def _json_default(obj: Any) -> Any:
 
 @numba.njit(cache=True, nogil=True)
 def _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group, row_local,
-           group_replicas, group_ptr, group_tiles, n_slices, out_tile, out_local, out_bag):
+           replica_ptr, replica_cut, group_ptr, group_tiles, n_slices, out_tile, out_local, out_bag):
     n_cache = cache_ptr.shape[0] - 1
     member_stamp = np.zeros(max(cache_rows.shape[0], 1), np.int64)   # member seen in this bag
     member_used = np.zeros(max(cache_rows.shape[0], 1), np.int64)    # member consumed by its entry
@@ -409,8 +423,10 @@ def _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_
     m = 0
     hits = 0
     saved = 0
-    for b in range(off.shape[0] - 1):
+    n_bags = off.shape[0] - 1
+    for b in range(n_bags):
         stamp = b + 1
+        pos = (b + 0.5) / n_bags
         if use_cache:
             for i in range(off[b], off[b + 1]):
                 e = row_cache[idx[i]]
@@ -440,8 +456,15 @@ def _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_
                         hits += 1
                         r = num_rows + e
             g = row_group[r]
-            rep = b % group_replicas[g]
-            base = group_ptr[g] + rep * n_slices
+            lo = replica_ptr[g]
+            hi = replica_ptr[g + 1] - 1
+            while lo < hi:                  # first replica whose cut lies above this bag
+                mid = (lo + hi) // 2
+                if replica_cut[mid] > pos:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            base = group_ptr[g] + (lo - replica_ptr[g]) * n_slices
             for j in range(n_slices):
                 out_tile[m] = group_tiles[base + j]
                 out_local[m] = row_local[r]

@@ -249,3 +249,22 @@ def test_report_and_pngs(profile, tmp_path):
         assert rep.imbalance_reads == pytest.approx(rep.reads.max() / rep.reads.mean())
         assert set(rep.stages_s) >= {"h2d", "launch", "kernel", "d2h", "total"}
     assert res["cache"][1].cache_hit_rate > 0 and res["uniform"][1].cache_hit_rate == 0
+
+
+def test_replicas_serve_contiguous_bag_ranges_given_by_their_cuts(plans, trace):
+    plan = plans[Level.POPULARITY]
+    idx, off = trace[0]
+    checked = 0
+    for t, tp in enumerate(plan.tables):
+        r = plan.route(t, idx[t], off[t])
+        tiles = plan.tiles
+        for tile_id in np.unique(r.tile):
+            tile = tiles[tile_id]
+            lo_cut = 0.0 if tile.replica == 0 else tp.replica_cut[tp.replica_ptr[tile.group] + tile.replica - 1]
+            hi_cut = tp.replica_cut[tp.replica_ptr[tile.group] + tile.replica]
+            pos = (r.bag[r.tile == tile_id] + 0.5) / BATCH
+            assert np.all((pos >= lo_cut) & (pos < hi_cut))
+            assert tile.bag_share == pytest.approx(hi_cut - lo_cut)
+            assert round(tile.bag_share * BATCH) == pytest.approx(tile.bag_share * BATCH)   # whole bags
+            checked += tp.group_replicas[tile.group] > 1
+    assert checked > 0
