@@ -660,10 +660,8 @@ void __dpu_emu_barrier_wait(void *object)
     if (--b->count == 0) {
         b->count = b->initial_count;
         b->generation++;
-        b->waiting = 0;
         yield(c);
     } else {
-        b->waiting |= 1u << c->current;
         block(c, T_BARRIER, b, b->generation);
     }
 }
