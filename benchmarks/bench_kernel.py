@@ -10,7 +10,7 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
   ``inference_mode`` with ``torch.set_num_threads(threads)``;
 * gather limit: a tight C loop (built by this script with gcc -O3 -march=native -fopenmp) that
   sums the same rows into AVX2 registers with software prefetch of whole rows, split over the
-  same number of OpenMP threads; best of prefetch distances 16 and 32. Needs --dim a multiple
+  same number of OpenMP threads; best of prefetch distances 16, 32 and 64. Needs --dim a multiple
   of 8, at most 64. It pools nothing and writes nothing per bag, so it bounds
   what any kernel can do on this machine (shared/reference/baselines.md, part B).
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from updlrm import _embedding_bag as kernel
 from updlrm.embedding_bag import embedding_bags
+from updlrm.hugepages import residency
 from updlrm.sparse import SparseBatch
 from updlrm.tables import EmbeddingTable
 
@@ -94,21 +95,35 @@ def build_gather(workdir: Path):
     return fn
 
 
-def allocate_tables(n_tables: int, rows: int, dim: int, pages: str, seed: int) -> np.ndarray:
-    """[tables, rows, dim] float32 U(-0.5, 0.5) in one anonymous mapping (kept alive by the array)."""
+def allocate_tables(n_tables: int, rows: int, dim: int, pages: str, seed: int, workdir: Path | None = None) -> np.ndarray:
+    """[tables, rows, dim] float32 U(-0.5, 0.5) in one mapping (kept alive by the array).
+
+    ``pages``: "thp" / "4k" for anonymous memory madvised for huge / small pages; "file" for a
+    read-only memmap of a file in ``workdir`` (page cache, like a model's external data).
+    """
     nbytes = n_tables * rows * dim * 4
-    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    mapping.madvise(mmap.MADV_HUGEPAGE if pages == "thp" else mmap.MADV_NOHUGEPAGE)
-    flat = np.frombuffer(mapping, dtype=np.float32)
+    if pages == "file":
+        path = workdir / "tables.bin"
+        with open(path, "wb") as f:
+            f.truncate(nbytes)
+        flat = np.memmap(path, dtype=np.float32, mode="r+", shape=(nbytes // 4,))
+    else:
+        mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mapping.madvise(mmap.MADV_HUGEPAGE if pages == "thp" else mmap.MADV_NOHUGEPAGE)
+        flat = np.frombuffer(mapping, dtype=np.float32)
     rng = np.random.default_rng(seed)
     step = 1 << 24
     for start in range(0, flat.size, step):
         chunk = flat[start:start + step]
         rng.random(out=chunk, dtype=np.float32)
         chunk -= 0.5
+    if pages == "file":
+        flat.flush()
+        flat = np.memmap(path, dtype=np.float32, mode="r", shape=(nbytes // 4,))
     return flat.reshape(n_tables, rows, dim)
 
 
+GATHER_PREFETCH = (16, 32, 64)  # the gather limit is the best of these prefetch distances
 NOISY_CORES = 0.25  # foreign load above which a point is retried and, if it stays, flagged "*"
 
 
@@ -234,12 +249,14 @@ def main() -> None:
     ap.add_argument("--poolings", default="1,20-80", help="'1' or 'lo-hi' (uniform bag length)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--pages", choices=["thp", "4k"], default="thp")
+    ap.add_argument("--pages", choices=["thp", "4k", "file"], default="thp",
+                    help="tables in anonymous memory on huge pages / 4 KiB pages, or a memmapped file")
     ap.add_argument("--min-lookups", type=int, default=2_000_000, help="lookups per timed run")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--prefetch", type=int, default=None, help="updlrm prefetch distance (rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retries", type=int, default=3, help="re-measure a point this often if it was noisy")
+    ap.add_argument("--workdir", default=None, help="where --pages file writes its table file (default: $TMPDIR)")
     ap.add_argument("--overhead", action="store_true",
                     help="only measure small-batch call overhead (serial vs OpenMP vs torch), no big tables")
     args = ap.parse_args()
@@ -256,12 +273,12 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         small_batch_overhead(args, torch)
         return
-    start = time.perf_counter()
-    data = allocate_tables(args.tables, args.rows, args.dim, args.pages, args.seed)
-    fill_s = time.perf_counter() - start
-    tables = [EmbeddingTable(f"t{t}", data[t]) for t in range(args.tables)]
-    flat_rows = data.reshape(-1, args.dim)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        start = time.perf_counter()
+        data = allocate_tables(args.tables, args.rows, args.dim, args.pages, args.seed, Path(tmp))
+        fill_s = time.perf_counter() - start
+        tables = [EmbeddingTable(f"t{t}", data[t]) for t in range(args.tables)]
+        flat_rows = data.reshape(-1, args.dim)
         gather = build_gather(Path(tmp))
 
         torch = None
@@ -316,7 +333,7 @@ def main() -> None:
                                    args.threads, sink.ctypes.data)
                     return go
 
-                runs = {"updlrm": run_updlrm, "gather16": run_gather(16), "gather32": run_gather(32)}
+                runs = {"updlrm": run_updlrm, **{f"gather{pf}": run_gather(pf) for pf in GATHER_PREFETCH}}
                 if torch is not None:
                     t_batches = [([torch.from_numpy(i) for i in idx], [torch.from_numpy(o) for o in off])
                                  for idx, off in batches]
@@ -335,13 +352,16 @@ def main() -> None:
                         break
                 rates, foreign = best
                 r_updlrm, r_torch = rates["updlrm"], rates.get("torch", float("nan"))
-                r_limit = max(rates["gather16"], rates["gather32"])
+                r_limit = max(rates[f"gather{pf}"] for pf in GATHER_PREFETCH)
                 lookups_per_batch = lookups // len(batches)
                 flag = "*" if foreign >= NOISY_CORES else ""
                 print(f"| {batch_size} | {pooling} | {lookups_per_batch} | {r_updlrm / 1e6:.1f} | "
                       f"{r_torch / 1e6:.1f} | {r_limit / 1e6:.1f} | {r_updlrm / r_torch:.2f} | "
                       f"{r_updlrm / r_limit:.2f} | {validate_ms:.3f} | {foreign:.2f}{flag} |",
                       flush=True)
+        where = residency(data)
+        print(f"# after the run: {where.resident_bytes / 2**30:.2f} GiB of the tables resident, "
+              f"{where.huge_bytes / 2**30:.2f} GiB of it on huge pages (file-backed: {where.file_backed})")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,6 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-# Work items aim at this many lookups: big enough to amortise scheduling, small enough that the
-# two threads stay balanced when one of them is descheduled on a shared VM.
-cdef int64_t ITEM_LOOKUPS = 4096
 
 
 def uses_avx2():
@@ -126,11 +123,13 @@ cdef inline int64_t _last_offset(const ebag_table *tab, Py_ssize_t n_bags) noexc
 
 
 def pool(list weights, list indices, list offsets, list per_sample_weights,
-         const int32_t[::1] modes, list outs, int threads, int64_t serial_below):
+         const int32_t[::1] modes, list outs, int threads, int64_t serial_below,
+         int64_t item_lookups):
     """Pool every table's bags into ``outs[t]`` (float32 ``[B, dim_t]``).
 
-    ``threads`` OpenMP threads share (table, bag range) work items; batches with fewer than
-    ``serial_below`` lookups in all run on the calling thread. Returns the number of lookups.
+    ``threads`` OpenMP threads share (table, bag range) work items of about ``item_lookups``
+    lookups (dynamic schedule); batches with fewer than ``serial_below`` lookups in all run on
+    the calling thread. Returns the number of lookups.
     The GIL is released while pooling.
     """
     cdef Py_ssize_t n_tables = len(weights), t, i, n_items = 0, k
@@ -156,9 +155,9 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
             total += _last_offset(&tabs[t], n_bags)
         if n_bags == 0:
             return 0
-        # Each table gets at least enough chunks for 2 items per thread overall, so that even
-        # one or two large tables keep every thread busy.
-        min_chunks = (2 * threads + n_tables - 1) // n_tables
+        # At least 8 items per thread overall, so that a few large tables still keep every
+        # thread busy and a descheduled thread holds up little work.
+        min_chunks = (8 * threads + n_tables - 1) // n_tables
         item_table = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
         item_begin = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
         item_end = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
@@ -166,7 +165,7 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
             raise MemoryError()
         for t in range(n_tables):
             lookups = _last_offset(&tabs[t], n_bags)
-            n_chunks = max(min_chunks, (lookups + ITEM_LOOKUPS - 1) // ITEM_LOOKUPS)
+            n_chunks = max(min_chunks, (lookups + item_lookups - 1) // max(item_lookups, 1))
             n_chunks = min(n_chunks, n_bags)
             per_chunk = (n_bags + n_chunks - 1) // n_chunks
             k = 0

@@ -26,6 +26,11 @@ MODES = {Pooling.SUM: 0, Pooling.MEAN: 1, Pooling.MAX: 2}
 #: wins from about 2k lookups; at 512 the calling thread alone is faster).
 SERIAL_BELOW_LOOKUPS = 2048
 
+#: Work items (a range of one table's bags) hold about this many lookups: small enough that the
+#: threads stay balanced when one of them is descheduled on a shared VM, big enough (tens of us)
+#: to amortise taking an item from the dynamic schedule.
+ITEM_LOOKUPS = 1024
+
 
 def default_threads() -> int:
     """Threads the kernel uses by default: the CPUs this process may run on."""
@@ -68,6 +73,7 @@ def embedding_bags(
         out,
         default_threads() if threads is None else int(threads),
         SERIAL_BELOW_LOOKUPS,
+        ITEM_LOOKUPS,
     )
     return out
 
