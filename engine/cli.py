@@ -79,10 +79,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 per_stage: dict[str, list[float]] = {}
                 for rep in range(args.warmup + args.repeats):
                     before = dict(sess.stats().measured_s)
+                    start = time.perf_counter()
                     sess.predict(dense, batch)
+                    total = time.perf_counter() - start
                     if rep >= args.warmup:
                         for k, v in sess.stats().measured_s.items():
                             per_stage.setdefault(k, []).append(v - before.get(k, 0.0))
+                        per_stage.setdefault("total", []).append(total)
                 med = {k: statistics.median(v) * 1e3 for k, v in per_stage.items()}
                 rows.append({"batch": bs, "pooling": pooling, **{f"{k}_ms": round(v, 4) for k, v in med.items()},
                              "samples_per_s": round(bs / (med["total"] / 1e3))})

@@ -138,33 +138,40 @@ class Session:
         (first model output, flattened) or, with ``output``, writes them there (``.npy``, or
         one score per line for any other suffix) and returns the path. A progress bar shows on
         a terminal (``progress`` forces it on or off).
+
+        With a backend that can run a batch asynchronously (``backend.submit``, e.g. the PIM
+        backend), batches are pipelined: while the backend pools batch i, this thread runs
+        ``dense_pre`` of batch i and ``dense_post`` of batch i-1.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         samples = open_samples(source, dense_inputs=[(i.name, tuple(i.shape)) for i in self._dense_inputs],
                                tables=self.tables)
-        results: list[np.ndarray] = []
-        sink = None
-        if output is not None:
-            output = Path(output)
-            sink = open(output, "w") if output.suffix != ".npy" else None
-        try:
-            with Progress(samples.num_samples, enabled=progress) as bar:
+        first_output = self.model.output_names[:1]
+        with _ScoreSink(output) as sink, Progress(samples.num_samples, enabled=progress) as bar:
+            if hasattr(self.backend, "submit") and self.tables:
+                previous = None
                 for chunk in samples.chunks(batch_size):
-                    scores = self.predict(chunk.dense, chunk.sparse).reshape(chunk.size, -1)
-                    if sink is not None:
-                        np.savetxt(sink, scores, fmt="%.8g", delimiter="\t")
-                    else:
-                        results.append(scores)
+                    request = self._prepare(chunk.dense, chunk.sparse)
+                    t = time.perf_counter()
+                    pending = self.backend.submit(request.batch)
+                    self._stats.add("lookup", time.perf_counter() - t)
+                    pre_out = self._timed_pre(request.values)
+                    if previous is not None:
+                        sink.add(self._finish(*previous, first_output)[0])
+                        bar.update(previous[0].size)
+                    t = time.perf_counter()
+                    pooled = pending.result()
+                    self._stats.add("lookup", time.perf_counter() - t)
+                    previous = (request, pooled, pre_out)
+                if previous is not None:
+                    sink.add(self._finish(*previous, first_output)[0])
+                    bar.update(previous[0].size)
+            else:
+                for chunk in samples.chunks(batch_size):
+                    sink.add(self.predict(chunk.dense, chunk.sparse))
                     bar.update(chunk.size)
-        finally:
-            if sink is not None:
-                sink.close()
-        if output is not None and sink is None:
-            np.save(output, np.concatenate(results) if results else np.empty((0, 1), np.float32))
-        if output is not None:
-            return output
-        return np.concatenate(results).reshape(-1) if results else np.empty(0, np.float32)
+        return sink.result()
 
     def stats(self) -> SessionStats:
         """Measured per-stage seconds since load, and the backend's report."""
@@ -231,47 +238,98 @@ class Session:
             raise InvalidInputError(f"dense inputs disagree on the number of samples: {sorted(sizes)}")
         return sizes.pop()
 
+    def _prepare(self, dense: dict[str, np.ndarray], batch: SparseBatch | None,
+                 extra: Mapping[str, np.ndarray] | None = None) -> "_Request":
+        t = time.perf_counter()
+        size = self._batch_size(dense, batch)
+        self._check_dense(dense, size)
+        values: dict[str, np.ndarray] = dict(extra or {})
+        values.update(dense)
+        self._stats.add("validate", time.perf_counter() - t)
+        return _Request(values, batch, size)
+
     def _forward(self, dense: dict[str, np.ndarray], batch: SparseBatch | None,
                  output_names: Sequence[str] | None,
                  extra: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
-        t0 = time.perf_counter()
-        batch_size = self._batch_size(dense, batch)
-        self._check_dense(dense, batch_size)
-        values: dict[str, np.ndarray] = dict(extra or {})
-        values.update(dense)
-        t1 = time.perf_counter()
+        request = self._prepare(dense, batch, extra)
         # The bottom MLP runs on a worker thread while this thread pools the bags;
         # onnxruntime releases the GIL and so does the CPU kernel.
-        pre = self._pool.submit(self._timed_pre, dict(values)) if self._pre is not None else None
+        pre = self._pool.submit(self._timed_pre, request.values) if self._pre is not None else None
+        t = time.perf_counter()
         pooled = self.backend.lookup(batch) if self.tables else []
-        t2 = time.perf_counter()
+        self._stats.add("lookup", time.perf_counter() - t)
+        t = time.perf_counter()
+        pre_out = pre.result() if pre is not None else {}
+        self._stats.add("wait_dense_pre", time.perf_counter() - t)
+        return self._finish(request, pooled, pre_out, output_names)
+
+    def _timed_pre(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._pre is None:
+            return {}
+        t = time.perf_counter()
+        out = self._pre(values)
+        self._stats.add("dense_pre", time.perf_counter() - t)
+        return out
+
+    def _finish(self, request: "_Request", pooled: Sequence[np.ndarray], pre_out: Mapping[str, np.ndarray],
+                output_names: Sequence[str] | None) -> list[np.ndarray]:
+        """dense_post over the dense inputs, the pooled bags and dense_pre's outputs."""
+        t = time.perf_counter()
+        values = request.values
         values.update((bag.output, out) for bag, out in zip(self.model.bags, pooled))
-        if pre is not None:
-            pre_out, pre_s = pre.result()
-            values.update(pre_out)
-            self._stats.add("dense_pre", pre_s)
-        t3 = time.perf_counter()
+        values.update(pre_out)
         if self._post is not None:
             values.update(self._post(values))
-        t4 = time.perf_counter()
         st = self._stats
-        st.add("validate", t1 - t0)
-        st.add("lookup", t2 - t1)
-        st.add("wait_dense_pre", t3 - t2)
-        st.add("dense_post", t4 - t3)
-        st.add("total", t4 - t0)
+        st.add("dense_post", time.perf_counter() - t)
         st.batches += 1
-        st.samples += batch_size
+        st.samples += request.size
         names = self.model.output_names if output_names is None else output_names
         missing = [n for n in names if n not in values]
         if missing:
             raise InvalidInputError(f"unknown output(s) {missing}; the model has {self.model.output_names}")
         return [values[n] for n in names]
 
-    def _timed_pre(self, dense: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-        t = time.perf_counter()
-        out = self._pre(dense)
-        return out, time.perf_counter() - t
+
+@dataclass
+class _Request:
+    """One validated batch on its way through the stages: every value by name, its bags, its size."""
+
+    values: dict[str, np.ndarray]
+    batch: SparseBatch | None
+    size: int
+
+
+class _ScoreSink:
+    """Where ``Session.score`` puts scores: kept in memory, a ``.npy`` file, or text lines."""
+
+    def __init__(self, output: str | Path | None) -> None:
+        self.output = None if output is None else Path(output)
+        self._parts: list[np.ndarray] = []
+        self._text = None
+
+    def __enter__(self) -> "_ScoreSink":
+        if self.output is not None and self.output.suffix != ".npy":
+            self._text = open(self.output, "w")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._text is not None:
+            self._text.close()
+
+    def add(self, scores: np.ndarray) -> None:
+        scores = scores.reshape(scores.shape[0], -1)
+        if self._text is not None:
+            np.savetxt(self._text, scores, fmt="%.8g", delimiter="\t")
+        else:
+            self._parts.append(scores)
+
+    def result(self) -> np.ndarray | Path:
+        if self.output is None:
+            return np.concatenate(self._parts).reshape(-1) if self._parts else np.empty(0, np.float32)
+        if self._text is None:
+            np.save(self.output, np.concatenate(self._parts) if self._parts else np.empty((0, 1), np.float32))
+        return self.output
 
 
 def load(path: str | Path, backend: str | EmbeddingBackend = "cpu", *, verify: bool = False,
