@@ -51,6 +51,7 @@ struct emu_symbol {
 /** One worker thread's private instance of a kernel. */
 struct emu_kernel_copy {
     void *handle;
+    int memfd; /* the memory file holding this copy, or -1 */
     uintptr_t base;
     uint8_t *pristine; /* image right after dlopen: the load-time values of the globals */
     const struct dpu_emu_kernel_info *info;

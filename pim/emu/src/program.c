@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -218,13 +219,20 @@ static dpu_error_t inspect(struct dpu_program_t *p)
     return DPU_OK;
 }
 
+static void close_copy(void *handle, int memfd)
+{
+    dlclose(handle);
+    if (memfd >= 0)
+        close(memfd);
+}
+
 static void program_free(struct dpu_program_t *p)
 {
     for (uint32_t w = 0; w < EMU_MAX_WORKERS; w++) {
         struct emu_kernel_copy *c = &p->copies[w];
         if (c->handle != NULL) {
             emu_image_transfer(p, c, c->pristine, true); /* destructors see the load-time state */
-            dlclose(c->handle);
+            close_copy(c->handle, c->memfd);
         }
         free(c->pristine);
     }
@@ -258,46 +266,75 @@ void emu_image_transfer(const struct dpu_program_t *p, const struct emu_kernel_c
     }
 }
 
-/** dlopen()s a private copy of the kernel file: every copy has its own globals. */
-static bool open_copy(struct dpu_program_t *p, struct emu_kernel_copy *c, char *err, size_t errlen)
+static bool write_all(int fd, const uint8_t *data, size_t size)
 {
-    const char *dir = getenv("TMPDIR");
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write(fd, data + done, size - done);
+        if (n <= 0)
+            return false;
+        done += (size_t)n;
+    }
+    return true;
+}
+
+/** dlopen()s a private copy of the kernel: every copy has its own globals. The copy is an
+ * anonymous memory file (no disk, no noexec /tmp trouble) or, failing that, a temporary file.
+ * The memory file stays open while the copy is loaded: glibc recognises loaded objects by
+ * path, and a reused descriptor number must not name a copy still in use. */
+static void *open_private_copy(const struct dpu_program_t *p, int *memfd_out, char *err, size_t errlen)
+{
     char path[4096];
+    *memfd_out = -1;
+#ifdef MFD_CLOEXEC
+    int memfd = memfd_create("dpuemu-kernel", MFD_CLOEXEC);
+    if (memfd >= 0) {
+        void *handle = NULL;
+        if (write_all(memfd, p->elf, p->elf_size)) {
+            snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+            handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        }
+        if (handle != NULL) {
+            *memfd_out = memfd;
+            return handle;
+        }
+        close(memfd);
+    }
+#endif
+    const char *dir = getenv("TMPDIR");
     snprintf(path, sizeof(path), "%s/dpuemu-kernel-XXXXXX", dir != NULL && *dir != '\0' ? dir : "/tmp");
     int fd = mkstemp(path);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create a kernel copy in %s: %s", path, strerror(errno));
-        return false;
+        return NULL;
     }
-    size_t done = 0;
-    while (done < p->elf_size) {
-        ssize_t n = write(fd, p->elf + done, p->elf_size - done);
-        if (n <= 0) {
-            snprintf(err, errlen, "cannot write a kernel copy: %s", strerror(errno));
-            close(fd);
-            unlink(path);
-            return false;
-        }
-        done += (size_t)n;
-    }
+    bool written = write_all(fd, p->elf, p->elf_size);
     close(fd);
-    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *handle = written ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
     unlink(path);
-    if (handle == NULL) {
-        snprintf(err, errlen, "cannot load the kernel: %s", dlerror());
+    if (handle == NULL)
+        snprintf(err, errlen, "cannot load the kernel: %s", written ? dlerror() : strerror(errno));
+    return handle;
+}
+
+static bool open_copy(struct dpu_program_t *p, struct emu_kernel_copy *c, char *err, size_t errlen)
+{
+    int memfd;
+    void *handle = open_private_copy(p, &memfd, err, errlen);
+    if (handle == NULL)
         return false;
-    }
+    c->memfd = memfd;
     struct link_map *map = NULL;
     const struct dpu_emu_kernel_info *info = dlsym(handle, DPU_EMU_KERNEL_INFO_SYMBOL);
     if (info == NULL || dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == NULL) {
         snprintf(err, errlen, "the kernel has no %s", DPU_EMU_KERNEL_INFO_SYMBOL);
-        dlclose(handle);
+        close_copy(handle, memfd);
         return false;
     }
     c->pristine = calloc(1, p->image_size + 1);
     if (c->pristine == NULL) {
         snprintf(err, errlen, "out of memory");
-        dlclose(handle);
+        close_copy(handle, memfd);
         return false;
     }
     c->handle = handle;

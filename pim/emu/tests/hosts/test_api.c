@@ -345,6 +345,41 @@ static void test_different_programs(void)
     OK(dpu_free(set));
 }
 
+/* Distinct files mapped as kernel copies (each worker thread must have its own). */
+static int count_kernel_copies(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    unsigned long inodes[256];
+    int n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        unsigned long inode = 0;
+        if (strstr(line, "dpuemu-kernel") == NULL || sscanf(line, "%*s %*s %*s %*s %lu", &inode) != 1)
+            continue;
+        int known = 0;
+        for (int i = 0; i < n; i++)
+            known |= inodes[i] == inode;
+        if (!known && n < 256)
+            inodes[n++] = inode;
+    }
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+static void test_private_copies_per_worker(void)
+{
+    struct dpu_set_t set;
+    uint32_t workers = dpu_emu_nr_threads();
+    int before = count_kernel_copies();
+    OK(dpu_alloc(8, NULL, &set));
+    OK(dpu_load(set, kernel("persist"), NULL));
+    OK(dpu_launch(set, DPU_SYNCHRONOUS));
+    CHECK(count_kernel_copies() - before == (int)(workers < 8 ? workers : 8));
+    OK(dpu_free(set));
+    CHECK(count_kernel_copies() == before);
+}
+
 static void test_persistence(void)
 {
     struct dpu_set_t set, dpu;
@@ -661,6 +696,7 @@ int main(int argc, char **argv)
     test_symbols_and_transfers();
     test_different_programs();
     test_load_variants_and_callback();
+    test_private_copies_per_worker();
     test_persistence();
     test_reduction_with_mutex();
     test_sequential_only_kernel_fails();
