@@ -16,8 +16,20 @@ struct emu_global g_emu = {
 
 static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
 
+/* A forked child has none of the parent's worker threads: start afresh (allocations stay; DPUs
+ * that were running in the parent at the fork never finish in the child). */
+static void after_fork_in_child(void)
+{
+    pthread_mutex_init(&g_emu.lock, NULL);
+    pthread_cond_init(&g_emu.done, NULL);
+    for (uint32_t i = 0; i < EMU_MAX_WORKERS; i++)
+        g_emu.workers[i].head = g_emu.workers[i].tail = NULL;
+    g_emu.workers_started = false;
+}
+
 static void init_once(void)
 {
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     const char *env = getenv("DPU_EMU_NR_THREADS");
     if (env != NULL && *env != '\0')

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common.h"
@@ -380,6 +381,25 @@ static void test_private_copies_per_worker(void)
     CHECK(count_kernel_copies() == before);
 }
 
+/* A forked child starts its own worker threads. */
+static void test_launch_after_fork(void)
+{
+    struct dpu_set_t set;
+    OK(dpu_alloc(3, NULL, &set));
+    OK(dpu_load(set, kernel("persist"), NULL));
+    OK(dpu_launch(set, DPU_SYNCHRONOUS)); /* workers started in the parent */
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        int ok = dpu_launch(set, DPU_SYNCHRONOUS) == DPU_OK && launches_of_first_dpu(set) == 2;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(launches_of_first_dpu(set) == 1); /* the child's launch is its own */
+    OK(dpu_free(set));
+}
+
 static void test_persistence(void)
 {
     struct dpu_set_t set, dpu;
@@ -697,6 +717,7 @@ int main(int argc, char **argv)
     test_different_programs();
     test_load_variants_and_callback();
     test_private_copies_per_worker();
+    test_launch_after_fork();
     test_persistence();
     test_reduction_with_mutex();
     test_sequential_only_kernel_fails();
