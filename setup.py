@@ -69,6 +69,14 @@ pim_extensions.append(Extension(
     define_macros=NUMPY_MACROS,
     extra_compile_args=["-O3"],
 ))
+# PIM backend: scatter of a batch's bags to per-DPU kernel jobs (routing rule of pim/plan.py).
+pim_extensions.append(Extension(
+    "updlrm.pim._scatter",
+    ["pim/_scatter.pyx"],
+    include_dirs=[np.get_include()],
+    define_macros=NUMPY_MACROS,
+    extra_compile_args=["-O3"],
+))
 
 
 def dpu_binding_extension() -> Extension:

@@ -1,0 +1,209 @@
+"""Host-side scatter of the PIM backend: a batch's bags -> per-DPU kernel jobs, in C.
+
+Two steps per table, both ``nogil`` loops over typed memoryviews (no Python per index):
+
+:func:`route` applies a plan's routing rule (the module docstring of :mod:`updlrm.pim.plan`:
+cache substitution, row group, replica by bag range, every column slice) and says, for every
+row read, which tile, which local row, which bag and which source index it is.  It is the one
+implementation of that rule.
+
+:func:`gather_jobs` turns one table's routed reads into kernel jobs.  A *segment* is every tile
+of one table and one column slice stored on one DPU, placed back to back in MRAM so the kernel
+sees them as one tile (``tile_seg`` / ``tile_row_base`` map a tile's local row into its
+segment); a job pools, for one segment, every bag of the batch that reads it (one partial sum
+per bag and segment).  Jobs are appended to a CSR shared by all tables of the batch.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t
+
+from updlrm.errors import CapacityError, InvalidInputError
+
+cnp.import_array()
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+
+cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows, bint use_cache,
+                    const int32_t[::1] row_cache, const int64_t[::1] cache_ptr,
+                    const int64_t[::1] cache_rows, const int32_t[::1] row_group,
+                    const int32_t[::1] row_local, const int64_t[::1] replica_ptr,
+                    const double[::1] replica_cut, const int64_t[::1] group_ptr,
+                    const int32_t[::1] group_tiles, int64_t n_slices,
+                    int64_t[::1] member_stamp, int64_t[::1] member_used, int64_t[::1] entry_stamp,
+                    int64_t[::1] entry_count, int64_t[::1] entry_emitted,
+                    int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag,
+                    int64_t[::1] out_pos, int64_t *hits_out, int64_t *saved_out) noexcept nogil:
+    cdef int64_t n_bags = off.shape[0] - 1
+    cdef int64_t m = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, mid, base, j, stamp
+    cdef double pos
+    cdef bint consumed
+    for b in range(n_bags):
+        stamp = b + 1
+        pos = (b + 0.5) / n_bags
+        if use_cache:
+            # which cache entries have all their members in this bag (each member counted once)
+            for i in range(off[b], off[b + 1]):
+                e = row_cache[idx[i]]
+                if e >= 0:
+                    if entry_stamp[e] != stamp:
+                        entry_stamp[e] = stamp
+                        entry_count[e] = 0
+                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
+                        if cache_rows[p] == idx[i] and member_stamp[p] != stamp:
+                            member_stamp[p] = stamp
+                            entry_count[e] += 1
+        for i in range(off[b], off[b + 1]):
+            r = idx[i]
+            if use_cache:
+                e = row_cache[r]
+                if e >= 0 and entry_stamp[e] == stamp and entry_count[e] == cache_ptr[e + 1] - cache_ptr[e]:
+                    # the first occurrence of each member is replaced by the entry's cache row
+                    consumed = False
+                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
+                        if cache_rows[p] == r and member_used[p] != stamp:
+                            member_used[p] = stamp
+                            consumed = True
+                    if consumed:
+                        if entry_emitted[e] == stamp:
+                            saved += 1
+                            continue
+                        entry_emitted[e] = stamp
+                        hits += 1
+                        r = num_rows + e
+            g = row_group[r]
+            lo = replica_ptr[g]
+            hi = replica_ptr[g + 1] - 1
+            while lo < hi:                  # first replica whose cut lies above this bag
+                mid = (lo + hi) // 2
+                if replica_cut[mid] > pos:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            base = group_ptr[g] + (lo - replica_ptr[g]) * n_slices
+            for j in range(n_slices):
+                out_tile[m] = group_tiles[base + j]
+                out_local[m] = row_local[r]
+                out_bag[m] = <int32_t>b
+                out_pos[m] = i
+                m += 1
+    hits_out[0] = hits
+    saved_out[0] = saved
+    return m
+
+
+def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
+          const int32_t[::1] row_cache, const int64_t[::1] cache_ptr, const int64_t[::1] cache_rows,
+          const int32_t[::1] row_group, const int32_t[::1] row_local,
+          const int64_t[::1] replica_ptr, const double[::1] replica_cut,
+          const int64_t[::1] group_ptr, const int32_t[::1] group_tiles, int64_t n_slices,
+          int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag, int64_t[::1] out_pos):
+    """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule.
+
+    ``row_cache`` is empty when the table has no cache (``cache_ptr`` then ``[0]``).  The
+    ``out_*`` arrays need ``len(idx) * n_slices`` entries; returns ``(m, cache_hits,
+    reads_saved)`` where the first ``m`` entries hold, per row read and column slice: the tile,
+    the local row in it, the bag and the position of the source index in ``idx``.
+    ``reads_saved`` counts saved reads per column slice once (multiply by ``n_slices``).
+    Rows are trusted to be valid (the batch was validated against the tables).
+    """
+    cdef int64_t cap = idx.shape[0] * n_slices
+    if (out_tile.shape[0] < cap or out_local.shape[0] < cap or out_bag.shape[0] < cap
+            or out_pos.shape[0] < cap):
+        raise InvalidInputError(f"route needs output arrays of {cap} entries")
+    if off.shape[0] < 1 or off[off.shape[0] - 1] > idx.shape[0]:
+        raise InvalidInputError("offsets must have B+1 entries ending within the indices")
+    cdef bint use_cache = cache_ptr.shape[0] > 1
+    cdef int64_t n_cache = cache_ptr.shape[0] - 1
+    if use_cache and row_cache.shape[0] < num_rows:
+        raise InvalidInputError("row_cache needs one entry per row")
+    cdef int64_t[::1] member_stamp = np.zeros(max(cache_rows.shape[0], 1), np.int64)
+    cdef int64_t[::1] member_used = np.zeros(max(cache_rows.shape[0], 1), np.int64)
+    cdef int64_t[::1] entry_stamp = np.zeros(max(n_cache, 1), np.int64)
+    cdef int64_t[::1] entry_count = np.zeros(max(n_cache, 1), np.int64)
+    cdef int64_t[::1] entry_emitted = np.zeros(max(n_cache, 1), np.int64)
+    cdef int64_t m, hits = 0, saved = 0
+    with nogil:
+        m = _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group,
+                   row_local, replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
+                   member_stamp, member_used, entry_stamp, entry_count, entry_emitted,
+                   out_tile, out_local, out_bag, out_pos, &hits, &saved)
+    return int(m), int(hits), int(saved)
+
+
+def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, const int32_t[::1] bag,
+                const int64_t[::1] pos, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
+                int64_t seg_lo, int64_t seg_hi, int64_t row_base,
+                const float[::1] src_weights, int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
+                int64_t[::1] seg_last,
+                int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
+                int64_t[::1] job_seg, int64_t[::1] job_bag_ptr,
+                int64_t n_jobs, int64_t n_bags, int64_t nnz):
+    """Append one table's routed reads (the first ``m`` entries of :func:`route`'s output) to the
+    batch CSR as jobs, one per segment ``seg_lo .. seg_hi-1`` that the batch reads.
+
+    ``seg_subbags`` / ``seg_nnz`` / ``seg_last`` are scratch of ``seg_hi - seg_lo`` entries.
+    Sub-bags of a job keep the batch's bag order; ``bag_row[k]`` = ``row_base + bag`` of
+    sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight.
+    The CSR arrays continue after ``n_jobs`` jobs, ``n_bags`` sub-bags and ``nnz`` indices; returns
+    the new ``(n_jobs, n_bags, nnz)``.  Raises :class:`CapacityError` if the CSR arrays are too
+    small (the caller grows them and retries).
+    """
+    cdef int64_t n_segs = seg_hi - seg_lo, k, s, js, total_sub = 0, total_nnz = 0, touched = 0
+    if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or seg_last.shape[0] < n_segs:
+        raise InvalidInputError("segment scratch arrays are too small")
+    cdef bint weighted = src_weights.shape[0] > 0
+    with nogil:
+        for s in range(n_segs):
+            seg_subbags[s] = 0
+            seg_nnz[s] = 0
+            seg_last[s] = -1
+        for k in range(m):
+            s = tile_seg[tile[k]] - seg_lo
+            if seg_last[s] != bag[k]:
+                seg_last[s] = bag[k]
+                seg_subbags[s] += 1
+            seg_nnz[s] += 1
+        for s in range(n_segs):
+            total_sub += seg_subbags[s]
+            total_nnz += seg_nnz[s]
+            if seg_subbags[s]:
+                touched += 1
+    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
+            or n_bags + total_sub + 1 > csr_off.shape[0] or n_bags + total_sub > bag_row.shape[0]
+            or nnz + total_nnz > csr_idx.shape[0] or (weighted and nnz + total_nnz > csr_w.shape[0])):
+        raise CapacityError("scatter buffers too small")
+    cdef int64_t bcur = n_bags, icur = nnz
+    with nogil:
+        # turn the counts into each segment's first sub-bag and index (scratch reused as cursors)
+        js = n_jobs
+        job_bag_ptr[js] = n_bags
+        for s in range(n_segs):
+            if seg_subbags[s] == 0:
+                continue
+            job_seg[js] = seg_lo + s
+            k = seg_subbags[s]
+            seg_subbags[s] = bcur
+            bcur += k
+            k = seg_nnz[s]
+            seg_nnz[s] = icur
+            icur += k
+            js += 1
+            job_bag_ptr[js] = bcur
+            seg_last[s] = -1
+        for k in range(m):
+            s = tile_seg[tile[k]] - seg_lo
+            if seg_last[s] != bag[k]:
+                seg_last[s] = bag[k]
+                csr_off[seg_subbags[s]] = seg_nnz[s]
+                bag_row[seg_subbags[s]] = row_base + bag[k]
+                seg_subbags[s] += 1
+            csr_idx[seg_nnz[s]] = tile_row_base[tile[k]] + local[k]
+            if weighted:
+                csr_w[seg_nnz[s]] = src_weights[pos[k]]
+            seg_nnz[s] += 1
+        csr_off[bcur] = icur
+    return int(js), int(bcur), int(icur)

@@ -1,0 +1,621 @@
+"""The PIM embedding backend: executes a :class:`~updlrm.pim.plan.Plan` on DPUs (emulated or real).
+
+Load: make the plan (or load and check a saved one), store every table's tiles in DPU MRAM —
+cache rows included, quantised in integer modes — and keep the tables the plan leaves on the
+host in an internal :class:`~updlrm.cpu_backend.CpuBackend`.
+
+Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBackend.lookup`):
+
+1. scatter (Cython, :mod:`updlrm.pim._scatter`): route every index by the plan's rule (cache
+   substitution, row group, replica by bag range, column slices) into kernel jobs, one per
+   *segment* — all tiles of one table and column slice on one DPU, stored back to back so the
+   kernel sees one tile — pooling every bag that reads the segment (a partial sum);
+2. one packed push of every DPU's request, asynchronous launch;
+3. the CPU-resident tables are pooled on the host while the DPUs work;
+4. wait, one pull, reduction in C (partial sums added, column slices placed, integers
+   dequantised), then mean division and MAX fix-ups on the host.
+
+A batch whose jobs do not fit one launch (more than the kernel's 64 jobs on a DPU, or a request
+or output larger than the DPU's MRAM areas) runs in several rounds.
+
+Values: ``f32`` is exact fp32 (only the order of additions differs from the CPU backend:
+partial sums per segment); ``i32`` / ``i8`` store each segment quantised with its own scale and
+are off by at most the bound of :func:`updlrm.pim.emb_host.int_error_bound` per segment read.
+MAX pooling and per-sample weights run on the DPUs (the kernel supports both; the plan never
+gives such tables cache rows).
+
+:meth:`PimBackend.stats` keeps measured host seconds (``measured_s``) apart from the MODELLED
+seconds a real UPMEM server would take (``modelled_s``: the cost model fed with the emulator's
+counters of the batches actually run).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from updlrm.backend import BackendStats
+from updlrm.errors import CapacityError, InvalidInputError, UpdlrmError
+from updlrm.sparse import SparseBatch
+from updlrm.tables import EmbeddingTable, Pooling
+
+from . import _emb_pack, _scatter
+from ._dpu import DpuSet
+from .cost_model import BatchWork, CostModel
+from .counters import CountersUnavailableError
+from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile
+from .partitioner import Level, PlannerConfig, make_plan, report
+from .plan import Plan
+from .profile import AccessProfile
+
+log = logging.getLogger(__name__)
+
+VALUE_MODES = {"f32": ValueMode.F32, "i32": ValueMode.I32, "i8": ValueMode.I8}
+_PLAN_VALUE_MODE = {"f32": "fp32", "i32": "int32", "i8": "int32"}   # what the cost model assumes
+MIN_AREA_BYTES = 64 << 10        # smallest request / output area worth running a batch with
+TILE_LOAD_CHUNK_BYTES = 256 << 20  # host memory for tile images while loading
+MEASURED_STAGES = ("scatter", "push", "cpu_tables", "wait", "pull_reduce")
+MODELLED_STAGES = ("h2d", "launch", "kernel", "d2h", "host", "cpu_tables", "total")
+
+
+@dataclasses.dataclass
+class _Segments:
+    """Tiles grouped by (table, column slice, DPU); arrays indexed by segment id (table-major)."""
+
+    tile_seg: np.ndarray        # [n_tiles] int32, segment of each plan tile (-1: not on a DPU)
+    tile_row_base: np.ndarray   # [n_tiles] int32, first row of the tile inside its segment
+    tiles: list[list[int]]      # plan tiles of each segment, in MRAM order
+    dpu: np.ndarray             # [n_segs] int64
+    table: np.ndarray           # [n_segs] int64
+    col_start: np.ndarray       # [n_segs] int64
+    width: np.ndarray           # [n_segs] int64
+    rows: np.ndarray            # [n_segs] int64
+    lo: dict[int, int]          # table -> first segment
+    hi: dict[int, int]          # table -> one past its last segment
+
+    @classmethod
+    def of(cls, plan: Plan) -> "_Segments":
+        keyed: dict[tuple[int, int, int], list[int]] = {}
+        for i, tile in enumerate(plan.tiles):
+            if plan.tables[tile.table].placement == "pim":
+                keyed.setdefault((tile.table, tile.col_start, tile.dpu), []).append(i)
+        keys = sorted(keyed)
+        tile_seg = np.full(len(plan.tiles), -1, np.int32)
+        tile_row_base = np.zeros(len(plan.tiles), np.int32)
+        tiles, rows = [], []
+        lo: dict[int, int] = {}
+        hi: dict[int, int] = {}
+        for s, key in enumerate(keys):
+            members = sorted(keyed[key])
+            base = 0
+            for i in members:
+                tile_seg[i] = s
+                tile_row_base[i] = base
+                base += plan.tiles[i].num_rows
+            tiles.append(members)
+            rows.append(base)
+            lo.setdefault(key[0], s)
+            hi[key[0]] = s + 1
+        col = lambda k: np.array([key[k] for key in keys], np.int64)  # noqa: E731
+        width = np.array([plan.tiles[m[0]].width for m in tiles], np.int64)
+        return cls(tile_seg, tile_row_base, tiles, col(2), col(0), col(1), width, np.array(rows, np.int64),
+                   lo, hi)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+
+@dataclasses.dataclass
+class _TableRoute:
+    """One PIM table's routing arrays in the dtypes the scatter takes."""
+
+    num_rows: int
+    n_slices: int
+    row_cache: np.ndarray
+    cache_ptr: np.ndarray
+    cache_rows: np.ndarray
+    row_group: np.ndarray
+    row_local: np.ndarray
+    replica_ptr: np.ndarray
+    replica_cut: np.ndarray
+    group_ptr: np.ndarray
+    group_tiles: np.ndarray
+
+    @classmethod
+    def of(cls, plan: Plan, t: int) -> "_TableRoute":
+        tp = plan.tables[t]
+        i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
+        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+        cached = tp.n_cache > 0
+        return cls(tp.spec.rows, tp.n_slices,
+                   i32(tp.row_cache) if cached else np.zeros(0, np.int32),
+                   i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
+                   i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
+                   i32(tp.row_group), i32(tp.row_local), i64(tp.replica_ptr),
+                   np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
+
+    def route(self, indices: np.ndarray, offsets: np.ndarray, out: tuple[np.ndarray, ...]) -> tuple[int, int, int]:
+        return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
+                              self.row_group, self.row_local, self.replica_ptr, self.replica_cut,
+                              self.group_ptr, self.group_tiles, self.n_slices, *out)
+
+
+@dataclasses.dataclass
+class _Jobs:
+    """One batch as kernel jobs: a CSR of sub-bags (``off``/``idx``/``w``) with one destination
+    row per sub-bag, and jobs ``j`` = sub-bags ``bag_ptr[j] .. bag_ptr[j+1]-1`` of segment ``seg[j]``."""
+
+    seg: np.ndarray
+    bag_ptr: np.ndarray
+    off: np.ndarray
+    idx: np.ndarray
+    w: np.ndarray | None
+    bag_row: np.ndarray
+    lookups_mapped: int
+    lookups_copied: int
+    cache_hits: int
+    reads_saved: int
+
+    @property
+    def nnz(self) -> np.ndarray:
+        return self.off[self.bag_ptr[1:]] - self.off[self.bag_ptr[:-1]]
+
+    @property
+    def n_bags(self) -> np.ndarray:
+        return np.diff(self.bag_ptr)
+
+
+class PimHandle:
+    """A batch submitted to :class:`PimBackend`; :meth:`result` waits for it."""
+
+    def __init__(self, backend: "PimBackend", state: dict[str, Any]) -> None:
+        self._backend = backend
+        self._state: dict[str, Any] | None = state
+        self._result: list[np.ndarray] | None = None
+
+    def done(self) -> bool:
+        """Whether :meth:`result` would return at once."""
+        return self._result is not None
+
+    def result(self) -> list[np.ndarray]:
+        """The pooled bags: one float32 C-contiguous ``[B, dim_t]`` array per table."""
+        if self._result is None:
+            state, self._state = self._state, None
+            self._result = self._backend._complete(state)
+        return self._result
+
+
+class PimBackend:
+    """:class:`~updlrm.backend.EmbeddingBackend` running embedding bags on UPMEM DPUs.
+
+    Args:
+        nr_dpus: DPUs to plan for and allocate (default: the plan's, else 64).
+        level: partitioning level when the backend makes the plan: ``"uniform"``,
+            ``"popularity"`` or ``"cache"`` (see :mod:`updlrm.pim.partitioner`).
+        plan: a :class:`Plan`, or the path of one saved by ``Plan.save`` / ``updlrm plan``
+            (checked against the tables at load).
+        value_mode: ``"f32"`` (exact fp32), ``"i32"`` or ``"i8"`` (fixed point, per-segment
+            scale, dequantised on the host).
+        dpu_profile: libdpu's profile string for the allocation.
+        planner_config: full :class:`PlannerConfig` (its ``nr_dpus`` and ``level`` win).
+        cpu_threads: threads of the CPU backend that pools the CPU-resident tables.
+        i32_headroom: rows an ``i32`` bag may sum without overflowing int32 (sets the scale).
+        cost: the cost model behind ``stats().modelled_s``.
+    """
+
+    name = "pim"
+
+    def __init__(self, nr_dpus: int | None = None, level: str | Level = "cache", plan: Plan | str | Path | None = None,
+                 value_mode: str = "f32", dpu_profile: str = "", planner_config: PlannerConfig | None = None,
+                 cpu_threads: int | None = None, i32_headroom: int = 1024, cost: CostModel | None = None) -> None:
+        if value_mode not in VALUE_MODES:
+            raise InvalidInputError(f"value_mode must be one of {sorted(VALUE_MODES)}, got {value_mode!r}")
+        if nr_dpus is not None and nr_dpus < 1:
+            raise InvalidInputError(f"nr_dpus must be >= 1, got {nr_dpus}")
+        self.level = Level(level)
+        self.value_mode = value_mode
+        self.dpu_profile = dpu_profile
+        self.planner_config = planner_config
+        self.cpu_threads = cpu_threads
+        self.i32_headroom = int(i32_headroom)
+        self.cost = cost or CostModel()
+        self._nr_dpus = nr_dpus
+        self._plan_source = plan
+        self.plan: Plan | None = None
+        self.dpus: DpuSet | None = None
+        self.runner: EmbKernelRunner | None = None
+        self._pending: PimHandle | None = None
+        self._stats = BackendStats(backend=self.name)
+
+    # ------------------------------------------------------------------ load
+    def load(self, tables: Sequence[EmbeddingTable], *, profile: AccessProfile | str | Path | None = None) -> None:
+        """Plan (or check the given plan), store the tiles on the DPUs, keep CPU tables on the host."""
+        start = time.perf_counter()
+        self.close()
+        self.tables = list(tables)
+        plan = self._make_plan(self.tables, profile)
+        self.plan = plan
+        self._pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
+        self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
+        for t in self._cpu:
+            log.info("table %r stays on the CPU (plan decision)", self.tables[t].name)
+        self._routes = {t: _TableRoute.of(plan, t) for t in self._pim}
+        self._segs = _Segments.of(plan)
+        self._ops = {t: self._op(self.tables[t]) for t in self._pim}
+        # output layout: with one dim for every PIM table, table k's bags are rows k*B .. k*B+B-1
+        # of a [T*B, dim] buffer (views, no copy); otherwise one [B, sum(dims)] buffer.
+        dims = [self.tables[t].dim for t in self._pim]
+        self._stacked = len(set(dims)) <= 1
+        self._col_base = dict(zip(self._pim, [0] * len(dims) if self._stacked else np.cumsum([0] + dims[:-1]).tolist()))
+        self._seg_col = np.array([self._col_base[int(t)] + int(c) for t, c in zip(self._segs.table, self._segs.col_start)],
+                                 np.int64)
+        self._seg_op = np.array([int(self._ops[int(t)]) for t in self._segs.table], np.uint8)
+        self._cpu_backend = None
+        if self._cpu:
+            from updlrm.cpu_backend import CpuBackend
+            self._cpu_backend = CpuBackend(threads=self.cpu_threads)
+            self._cpu_backend.load([self.tables[t] for t in self._cpu])
+        if self._pim:
+            self._store_tiles(plan)
+        self._buffers: dict[str, np.ndarray] = {}
+        self._summary = report(plan, self.cost).as_dict()
+        self._reset_stats(time.perf_counter() - start)
+
+    def _make_plan(self, tables: list[EmbeddingTable], profile: Any) -> Plan:
+        source = self._plan_source
+        if source is not None:
+            plan = source if isinstance(source, Plan) else Plan.load(source)
+            plan.check(tables)
+            if self._nr_dpus is not None and self._nr_dpus != plan.nr_dpus:
+                raise InvalidInputError(f"the plan is for {plan.nr_dpus} DPUs, nr_dpus={self._nr_dpus} was asked")
+            return plan
+        if isinstance(profile, (str, Path)):
+            profile = AccessProfile.load(profile)
+        cfg = self.planner_config or PlannerConfig(nr_dpus=self._nr_dpus or 64, level=self.level,
+                                                   value_mode=_PLAN_VALUE_MODE[self.value_mode])
+        return make_plan(tables, profile, cfg)
+
+    @staticmethod
+    def _op(table: EmbeddingTable) -> PoolOp:
+        if table.pooling is Pooling.MAX:
+            return PoolOp.MAX
+        return PoolOp.WSUM if table.weighted else PoolOp.SUM
+
+    def _store_tiles(self, plan: Plan) -> None:
+        reserve = MRAM_BYTES - plan.table_region_bytes
+        if reserve < 2 * MIN_AREA_BYTES:
+            raise CapacityError(f"the plan leaves {reserve} B of MRAM per DPU for the kernel's request and "
+                                f"output areas; at least {2 * MIN_AREA_BYTES} B are needed (raise mram_reserve)")
+        request_cap = (reserve // 2) & ~7
+        self.dpus = DpuSet(plan.nr_dpus, profile=self.dpu_profile)
+        self.runner = EmbKernelRunner(self.dpus, request_capacity=request_cap,
+                                      output_capacity=(reserve - request_cap) & ~7)
+        segs, mode = self._segs, VALUE_MODES[self.value_mode]
+        placement = np.empty(len(segs), np.int64)
+        chunk: list[int] = []
+        chunk_bytes = 0
+        for s in range(len(segs) + 1):
+            if s == len(segs) or (chunk and chunk_bytes + segs.rows[s] * segs.width[s] * 4 > TILE_LOAD_CHUNK_BYTES):
+                images = [self._segment_tile(plan, c, mode) for c in chunk]
+                placement[chunk] = self.runner.load_tiles(images, segs.dpu[chunk])
+                chunk, chunk_bytes = [], 0
+            if s < len(segs):
+                chunk.append(s)
+                chunk_bytes += int(segs.rows[s] * segs.width[s] * 4)
+        self._seg_placement = placement
+
+    def _segment_tile(self, plan: Plan, s: int, mode: ValueMode):
+        weight = self.tables[int(self._segs.table[s])].weight
+        image = np.concatenate([plan.tile_image(i, weight) for i in self._segs.tiles[s]])
+        return make_tile(image, mode, headroom=self.i32_headroom)
+
+    def close(self) -> None:
+        """Free the DPUs (the backend can be loaded again)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                pending.result()
+            except UpdlrmError:
+                log.warning("a batch in flight failed while closing the PIM backend", exc_info=True)
+        if self.dpus is not None:
+            self.dpus.free()
+        self.dpus = None
+        self.runner = None
+
+    # ------------------------------------------------------------------ batches
+    def lookup(self, batch: SparseBatch) -> list[np.ndarray]:
+        """Pool every table's bags: one float32 ``[B, dim_t]`` array per table."""
+        return self.submit(batch).result()
+
+    def submit(self, batch: SparseBatch) -> PimHandle:
+        """Scatter, push and launch ``batch`` on the DPUs without waiting for them; the CPU-resident
+        tables and the reduction run in :meth:`PimHandle.result`. A batch still in flight is
+        completed first (one batch at a time on the DPUs)."""
+        if self.plan is None:
+            raise UpdlrmError("PimBackend: load() the tables first")
+        if self._pending is not None:
+            self._pending.result()
+        if not batch.is_validated_for(self.tables):
+            batch.validate(self.tables)
+        state: dict[str, Any] = {"batch": batch, "t": dict.fromkeys(MEASURED_STAGES, 0.0)}
+        if self._pim:
+            t0 = time.perf_counter()
+            jobs = self._scatter(batch)
+            rounds = self._rounds(jobs)
+            t1 = time.perf_counter()
+            state.update(jobs=jobs, rounds=rounds, dst=self._destination(batch.batch_size))
+            self._reset_counters()
+            self._launch(jobs, rounds[0])
+            state["t"]["scatter"] = t1 - t0
+            state["t"]["push"] = time.perf_counter() - t1
+        handle = PimHandle(self, state)
+        self._pending = handle
+        return handle
+
+    def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
+        """A reusable scratch array of at least ``size`` entries."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = np.empty(max(size, 16), dtype)
+            self._buffers[name] = buf
+        return buf
+
+    def _scatter(self, batch: SparseBatch) -> _Jobs:
+        plan, segs = self.plan, self._segs
+        B = batch.batch_size
+        reads_cap = max((batch.indices[t].size * self._routes[t].n_slices for t in self._pim), default=0)
+        nnz_cap = sum(batch.indices[t].size * self._routes[t].n_slices for t in self._pim)
+        bags_cap = nnz_cap   # a sub-bag holds at least one read
+        routed = (self._buffer("tile", reads_cap, np.int32), self._buffer("local", reads_cap, np.int32),
+                  self._buffer("bag", reads_cap, np.int32), self._buffer("pos", reads_cap, np.int64))
+        weighted = any(self.tables[t].weighted for t in self._pim)
+        n_segs_max = max(segs.hi[t] - segs.lo[t] for t in self._pim)
+        scratch = [self._buffer(f"seg{k}", n_segs_max, np.int64) for k in range(3)]
+        # fresh output arrays each batch: the CSR travels with the handle until it completes
+        off = np.empty(bags_cap + 1, np.int64)
+        idx = np.empty(max(nnz_cap, 1), np.int32)
+        w = np.empty(max(nnz_cap, 1), np.float32) if weighted else None
+        bag_row = np.empty(max(bags_cap, 1), np.int64)
+        seg = np.empty(len(segs), np.int64)
+        bag_ptr = np.empty(len(segs) + 1, np.int64)
+        bag_ptr[0] = 0
+        off[0] = 0
+        n_jobs = n_bags = nnz = 0
+        mapped = copied = hits = saved = 0
+        empty_w = np.zeros(0, np.float32)
+        for k, t in enumerate(self._pim):
+            route = self._routes[t]
+            m, h, sv = route.route(batch.indices[t], batch.offsets[t], routed)
+            hits += h
+            saved += sv * route.n_slices
+            if plan.needs_row_map(t):
+                mapped += batch.indices[t].size
+            else:
+                copied += batch.indices[t].size
+            src_w = batch.weights[t] if self.tables[t].weighted else empty_w
+            n_jobs, n_bags, nnz = _scatter.gather_jobs(
+                m, *routed, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t],
+                k * B if self._stacked else 0, src_w, *scratch,
+                off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
+        return _Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz],
+                     None if w is None else w[:nnz], bag_row[:n_bags], mapped, copied, hits, saved)
+
+    def _rounds(self, jobs: _Jobs) -> list[np.ndarray]:
+        """Jobs per launch: one round unless a DPU would get more than the kernel's job limit or
+        more request/output bytes than its areas hold (then greedy first-fit rounds)."""
+        segs, runner = self._segs, self.runner
+        n_bags, nnz = jobs.n_bags, jobs.nnz
+        wsum = self._seg_op[jobs.seg] == PoolOp.WSUM
+        req = 48 + _round8(4 * (n_bags + 1)) + _round8(4 * nnz) * np.where(wsum, 2, 1)
+        out = n_bags * _round8(4 * segs.width[jobs.seg])
+        dpu = segs.dpu[jobs.seg]
+        n = self.plan.nr_dpus
+        req_cap = runner.request_capacity - 32
+        out_cap = runner.output_capacity - _emb_pack.STATUS_BYTES
+        if (np.bincount(dpu, minlength=n).max(initial=0) <= _emb_pack.MAX_JOBS
+                and np.bincount(dpu, weights=req, minlength=n).max(initial=0) <= req_cap
+                and np.bincount(dpu, weights=out, minlength=n).max(initial=0) <= out_cap):
+            return [np.arange(len(jobs.seg))]
+        big = np.flatnonzero((req > req_cap) | (out > out_cap))
+        if big.size:
+            j = int(big[0])
+            raise CapacityError(f"one job (table {self.tables[int(segs.table[jobs.seg[j]])].name!r}, DPU {int(dpu[j])}) "
+                                f"needs {int(req[j])} B of request and {int(out[j])} B of output area, more than "
+                                f"the {req_cap} / {out_cap} B a DPU has: submit smaller batches")
+        rounds: list[list[int]] = []
+        used: list[dict[int, list[int]]] = []
+        for j in range(len(jobs.seg)):
+            d = int(dpu[j])
+            for r, u in enumerate(used):
+                c = u.setdefault(d, [0, 0, 0])
+                if c[0] < _emb_pack.MAX_JOBS and c[1] + req[j] <= req_cap and c[2] + out[j] <= out_cap:
+                    break
+            else:
+                rounds.append([])
+                used.append({d: [0, 0, 0]})
+                r, c = len(rounds) - 1, used[-1][d]
+            c[0] += 1
+            c[1] += int(req[j])
+            c[2] += int(out[j])
+            rounds[r].append(j)
+        log.info("batch split into %d DPU launches (job or MRAM area limits)", len(rounds))
+        return [np.array(r, np.int64) for r in rounds]
+
+    def _launch(self, jobs: _Jobs, round_jobs: np.ndarray) -> None:
+        """Push and launch one round: its jobs as a contiguous CSR (re-gathered unless it is all of them)."""
+        if len(round_jobs) == len(jobs.seg):
+            seg, bag_ptr, off, idx, w = jobs.seg, jobs.bag_ptr, jobs.off, jobs.idx, jobs.w
+            self._round_rows = jobs.bag_row
+        else:
+            seg, bag_ptr, off, idx, w, self._round_rows = _subset(jobs, round_jobs)
+        self._round_seg = seg
+        self.runner.submit(self._seg_placement[seg], self._seg_op[seg], bag_ptr, off, idx, w)
+
+    def _destination(self, B: int) -> np.ndarray:
+        dims = [self.tables[t].dim for t in self._pim]
+        dst = np.zeros((len(dims) * B, dims[0]) if self._stacked else (B, sum(dims)), np.float32)
+        for k, t in enumerate(self._pim):
+            if self._ops[t] is PoolOp.MAX:
+                self._table_view(dst, k, t, B)[...] = -np.inf
+        return dst
+
+    def _table_view(self, dst: np.ndarray, k: int, t: int, B: int) -> np.ndarray:
+        if self._stacked:
+            return dst[k * B:(k + 1) * B]
+        c = self._col_base[t]
+        return dst[:, c:c + self.tables[t].dim]
+
+    def _complete(self, state: dict[str, Any]) -> list[np.ndarray]:
+        """Pool the CPU tables, wait for the DPUs, reduce; record stats."""
+        self._pending = None   # only the newest batch can be incomplete: this one
+        batch, times = state["batch"], state["t"]
+        B = batch.batch_size
+        out: list[np.ndarray | None] = [None] * len(self.tables)
+        t = time.perf_counter()
+        if self._cpu:
+            sub = SparseBatch([batch.indices[i] for i in self._cpu], [batch.offsets[i] for i in self._cpu],
+                              [batch.weights[i] for i in self._cpu])
+            for i, res in zip(self._cpu, self._cpu_backend.lookup(sub)):
+                out[i] = res
+        times["cpu_tables"] = time.perf_counter() - t
+        work = None
+        if self._pim:
+            jobs, rounds, dst = state["jobs"], state["rounds"], state["dst"]
+            for r, round_jobs in enumerate(rounds):
+                if r:
+                    t = time.perf_counter()
+                    self._launch(jobs, round_jobs)
+                    times["push"] += time.perf_counter() - t
+                t = time.perf_counter()
+                self.dpus.sync()
+                t1 = time.perf_counter()
+                self.runner.collect_into(dst, self._round_rows, self._seg_col[self._round_seg])
+                times["wait"] += t1 - t
+                times["pull_reduce"] += time.perf_counter() - t1
+            t = time.perf_counter()
+            for k, i in enumerate(self._pim):
+                view = self._table_view(dst, k, i, B)
+                lengths = np.diff(batch.offsets[i])
+                table = self.tables[i]
+                if table.pooling is Pooling.MAX:
+                    view[lengths == 0] = 0.0
+                elif table.pooling is Pooling.MEAN:
+                    view *= (np.float32(1.0) / np.maximum(lengths, 1).astype(np.float32))[:, None]
+                out[i] = view if self._stacked else np.ascontiguousarray(view)
+            times["pull_reduce"] += time.perf_counter() - t
+            work = self._work(jobs, len(rounds), batch)
+        self._record(batch, times, work, state.get("jobs"))
+        return out
+
+    # ------------------------------------------------------------------ stats
+    def _reset_counters(self) -> None:
+        try:
+            self.dpus.reset_counters()
+        except CountersUnavailableError:
+            pass
+
+    def _work(self, jobs: _Jobs, launches: int, batch: SparseBatch) -> BatchWork | None:
+        """This batch's per-DPU work for the cost model: DMA and transfer counts from the
+        emulator, rows / element adds / partial sums from the scatter. None on real hardware."""
+        try:
+            counters = self.dpus.counters()
+        except CountersUnavailableError:
+            return None
+        n = self.plan.nr_dpus
+        dpu = self._segs.dpu[jobs.seg]
+        nnz = jobs.nnz.astype(np.float64)
+        ref = self.cost.cpu.ref_dim
+        work = BatchWork.from_counters(
+            counters.dpus, rows=np.bincount(dpu, weights=nnz, minlength=n),
+            elements=np.bincount(dpu, weights=nnz * self._segs.width[jobs.seg], minlength=n),
+            bags=np.bincount(dpu, weights=jobs.n_bags.astype(np.float64), minlength=n),
+            value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
+            transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
+        work.host_copy_lookups = jobs.lookups_copied
+        work.cpu_lookup_units = sum(batch.indices[t].size * self.tables[t].dim / ref for t in self._cpu)
+        return work
+
+    def _reset_stats(self, load_s: float) -> None:
+        self._stats = BackendStats(backend=self.name, measured_s={"load": load_s, **dict.fromkeys(MEASURED_STAGES, 0.0)},
+                                   modelled_s=dict.fromkeys(MODELLED_STAGES, 0.0))
+        self._dpu_reads = np.zeros(self.plan.nr_dpus)
+        self._dpu_kernel_s = np.zeros(self.plan.nr_dpus)
+        self._hits = self._saved = self._pim_lookups = 0
+
+    def _record(self, batch: SparseBatch, times: dict[str, float], work: BatchWork | None, jobs: _Jobs | None) -> None:
+        st = self._stats
+        st.batches += 1
+        st.lookups += batch.num_lookups
+        for k, v in times.items():
+            st.measured_s[k] += v
+        if jobs is not None:
+            self._hits += jobs.cache_hits
+            self._saved += jobs.reads_saved
+            self._pim_lookups += sum(batch.indices[t].size for t in self._pim)
+        if work is None:
+            return
+        stages = self.cost.stages(work)
+        m = st.modelled_s
+        m["h2d"] += stages.h2d
+        m["launch"] += stages.launch
+        m["kernel"] += stages.kernel
+        m["d2h"] += stages.d2h
+        m["host"] += stages.scatter + stages.reduce
+        m["cpu_tables"] += stages.cpu_tables
+        m["total"] += stages.total
+        self._dpu_reads += work.rows
+        if stages.kernel_per_dpu is not None:
+            self._dpu_kernel_s += stages.kernel_per_dpu
+
+    def stats(self) -> BackendStats:
+        """Measured host seconds per stage (``scatter``, ``push``, ``cpu_tables``, ``wait``,
+        ``pull_reduce``, ``load``) and MODELLED seconds a real UPMEM server would take for the same
+        batches (``h2d``, ``launch``, ``kernel`` = slowest DPU, ``d2h``, ``host``, ``cpu_tables``,
+        ``total``), summed over the batches served. ``extra``: the plan's summary (modelled),
+        per-DPU imbalance (max/mean) of the rows read and of the modelled kernel time, and the
+        observed cache hit rate (cache rows read / lookups of the PIM tables)."""
+        st = self._stats
+        if self.plan is None:
+            return dataclasses.replace(st)
+        extra = {"plan": self._summary, "value_mode": self.value_mode, "nr_dpus": self.plan.nr_dpus,
+                 "tables_on_cpu": [self.tables[t].name for t in self._cpu],
+                 "imbalance": {"reads": _imbalance(self._dpu_reads),
+                               "kernel_modelled": _imbalance(self._dpu_kernel_s)},
+                 "cache_hit_rate": self._hits / self._pim_lookups if self._pim_lookups else 0.0,
+                 "reads_saved": self._saved}
+        return dataclasses.replace(st, measured_s=dict(st.measured_s), modelled_s=dict(st.modelled_s), extra=extra)
+
+
+def _round8(x: np.ndarray) -> np.ndarray:
+    return (np.asarray(x, np.int64) + 7) & ~7
+
+
+def _imbalance(x: np.ndarray) -> float:
+    mean = float(x.mean()) if x.size else 0.0
+    return float(x.max()) / mean if mean > 0 else 1.0
+
+
+def _subset(jobs: _Jobs, chosen: np.ndarray):
+    """The CSR of some jobs only, re-gathered contiguously: (seg, bag_ptr, off, idx, w, bag_row)."""
+    lo, hi = jobs.bag_ptr[chosen], jobs.bag_ptr[chosen + 1]
+    bags = _ranges(lo, hi)
+    starts, stops = jobs.off[bags], jobs.off[bags + 1]
+    items = _ranges(starts, stops)
+    bag_ptr = np.concatenate([[0], np.cumsum(hi - lo)])
+    off = np.concatenate([[0], np.cumsum(stops - starts)])
+    return (jobs.seg[chosen], bag_ptr, off, jobs.idx[items], None if jobs.w is None else jobs.w[items],
+            jobs.bag_row[bags])
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(lo[k], hi[k])`` over k."""
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return starts + np.arange(total)
