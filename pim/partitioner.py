@@ -71,6 +71,8 @@ class PlannerConfig:
             DPU can take several tiles (room for balancing).
         hot_fraction: a row whose single-row tile would exceed this share of a tile's target
             load becomes its own (replicated) group (popularity and cache levels).
+        min_bags_per_replica: a replica serves at least this many bags of the reference batch
+            (bag ranges are whole bags: finer shares would not hold).
         max_cache_entries: cache entries per table (cache level).
         min_cache_share: a group is cached only if it occurs in at least this share of bags.
         min_trusted_count: rows seen fewer times than this in the profile are treated as equally
@@ -94,6 +96,7 @@ class PlannerConfig:
     tiles_per_dpu: float = 16.0
     max_tile_fraction: float = 0.25
     hot_fraction: float = 0.25
+    min_bags_per_replica: int = 16
     max_cache_entries: int = 4096
     min_cache_share: float = 0.001
     min_trusted_count: int = 32
@@ -101,6 +104,11 @@ class PlannerConfig:
     allow_cpu: bool = True
     improve_iters: int = 4000
     cost: CostModel = field(default_factory=CostModel)
+
+    @property
+    def max_replicas(self) -> int:
+        """Most replicas of one row group: one per DPU, each serving enough bags."""
+        return max(1, min(self.nr_dpus, self.batch_size // max(1, self.min_bags_per_replica)))
 
     def validate(self) -> None:
         if self.nr_dpus < 1:
@@ -130,6 +138,7 @@ class _TableAccess:
     cache_ptr: np.ndarray | None = None
     cache_rows: np.ndarray | None = None
     cache_hits: float = 0.0        # expected cache-entry uses per batch
+    uncached: tuple | None = None  # (real, planning) before cache rows were added
 
     @property
     def n_all(self) -> int:
@@ -167,6 +176,25 @@ def _table_access(spec: TableSpec, profile: AccessProfile | None, t: int, cfg: P
     return acc
 
 
+def _drop_unprofitable_caches(accesses: Sequence[_TableAccess], coster: "_TileCoster", cfg: PlannerConfig,
+                               usable: int) -> None:
+    """Drop a table's cache when the DPU work it saves is worth less than what it costs the host:
+    a table that would otherwise go whole to its tiles (bags copied) must then be mapped index by
+    index. Saved work spreads over all DPUs (the placement balances them)."""
+    cost = cfg.cost
+    for acc in accesses:
+        if acc.uncached is None:
+            continue
+        width = acc.spec.dim
+        fits_whole = acc.spec.rows * _stride(width) <= usable * cfg.max_tile_fraction
+        host = acc.lookups * (cost.scatter_s_per_lookup - cost.copy_s_per_lookup) if fits_whole else 0.0
+        saved = acc.cache_hits * float(coster(1.0, 0.0, _stride(width), width)) / cfg.nr_dpus
+        if saved <= host:
+            acc.real, acc.planning = acc.uncached
+            acc.uncached = acc.cache_ptr = acc.cache_rows = None
+            acc.cache_hits = 0.0
+
+
 def _add_cache(acc: _TableAccess, prof: Any, cfg: PlannerConfig) -> None:
     """Pick disjoint frequent pairs as cache entries; move their expected reads to cache rows."""
     used: set[int] = set()
@@ -184,6 +212,7 @@ def _add_cache(acc: _TableAccess, prof: Any, cfg: PlannerConfig) -> None:
         return
     rows = np.array(members, np.int64)
     h = np.array(hits)
+    acc.uncached = (acc.real, acc.planning)
     real = acc.real.copy()
     np.subtract.at(real, rows[:, 0], h)
     np.subtract.at(real, rows[:, 1], h)
@@ -316,13 +345,13 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
         loads = group_load(acc.planning[top])
         hot = top[loads > cfg.hot_fraction * target]
         hot_load = float(loads[loads > cfg.hot_fraction * target].sum())
-        k_hot = np.maximum(1, np.ceil(loads[loads > cfg.hot_fraction * target] / target))
+        k_hot = np.clip(np.ceil(loads[loads > cfg.hot_fraction * target] / target), 1, cfg.max_replicas)
         hot_tiles_mem = int(k_hot.sum()) * sum(strides)
     rest = acc.planning_total - float(acc.planning[hot].sum())
     rows = acc.n_all - len(hot)
     groups = max(1, min(groups, rows))
     per_group = group_load(rest / groups)       # one replica serving every bag
-    replicas = int(min(max(1, math.ceil(per_group / target)), cfg.nr_dpus))
+    replicas = int(min(max(1, math.ceil(per_group / target)), cfg.max_replicas))
     memory = replicas * rows * sum(strides) + hot_tiles_mem
     return _Option(t, bounds, strides, groups, replicas, hot, per_group * groups + hot_load, memory, min_groups,
                    split_hot)
@@ -554,6 +583,7 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
         return plan
     acc_pim = [accesses[t] for t in pim]
     coster = _coster(cfg, acc_pim)
+    _drop_unprofitable_caches(acc_pim, coster, cfg, usable)
     # target tile load: an even share of the cheapest total, tiles_per_dpu tiles per DPU; twice
     # (the replicas chosen change the total a little).
     target = math.inf
@@ -574,7 +604,7 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
         if level is Level.UNIFORM:     # one replica count for the table: popularity is not known
             replicas = np.full(n_groups, opt.replicas)
         else:
-            replicas = np.clip(np.ceil(one / target), 1, cfg.nr_dpus)
+            replicas = np.clip(np.ceil(one / target), 1, cfg.max_replicas)
         groups.add(t, opt, np.bincount(group, minlength=n_groups), real, planned, replicas.astype(np.int64))
         tp = tables[t]
         tp.placement = "pim"
@@ -686,7 +716,7 @@ class _Groups:
             accepted = False
             for gid in dict.fromkeys(t_group[i] for i in candidates[:8]):
                 k = self.replicas[gid]
-                if k >= n:
+                if k >= cfg.max_replicas:
                     continue
                 new = units[gid] / (k + 1)
                 trial = dpu_load.copy()
