@@ -102,6 +102,60 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_profile(sess, data: Path, batch_size: int):
+    """Access profile of the requests in ``data`` for the session's tables."""
+    from .datasets import open_samples
+    from .pim.profile import build_profile
+
+    samples = open_samples(data, dense_inputs=[(i.name, tuple(i.shape)) for i in sess.dense_inputs],
+                           tables=sess.tables)
+    batches = [chunk.sparse for chunk in samples.chunks(batch_size)]
+    return build_profile(batches, [t.rows for t in sess.tables], names=[t.name for t in sess.tables])
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .session import load
+
+    with load(args.model) as sess:
+        profile = _sample_profile(sess, args.data, args.batch_size)
+    json_path, _ = profile.save(args.output)
+    for row in profile.summary():
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    print(f"profile of {profile.num_batches} batches -> {json_path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .pim.partitioner import PlannerConfig, compare_levels
+    from .pim.profile import AccessProfile
+    from .session import load
+
+    with load(args.model) as sess:
+        tables = sess.tables
+        profile = None
+        if args.profile is not None:
+            profile = AccessProfile.load(args.profile)
+        elif args.data is not None:
+            profile = _sample_profile(sess, args.data, args.batch_size)
+            if args.profile_out is not None:
+                profile.save(args.profile_out)
+    if args.png_dir is not None:
+        args.png_dir.mkdir(parents=True, exist_ok=True)
+    config = PlannerConfig(nr_dpus=args.dpus, level=args.level, batch_size=args.batch_size,
+                           value_mode=args.value_mode, allow_cpu=not args.no_cpu)
+    results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir))
+    print(f"{len(tables)} tables, {args.dpus} DPUs, reference batch {args.batch_size}, "
+          f"profile: {'none (uniform accesses assumed)' if profile is None else f'{profile.num_batches} batches'}")
+    for _, rep in results.values():
+        print(rep.format())
+    if args.output is not None:
+        json_path, npz_path = results[args.level][0].save(args.output)
+        print(f"plan ({args.level}) -> {json_path}, {npz_path}")
+    if args.png_dir is not None:
+        print(f"per-DPU load (MODELLED) -> {args.png_dir}/load_<level>.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``updlrm`` command."""
     p = argparse.ArgumentParser(prog="updlrm", description=__doc__)
@@ -136,6 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    prof = sub.add_parser("profile", help="access profile of a sample of requests (input of `plan`)")
+    prof.add_argument("model", type=Path)
+    prof.add_argument("data", type=Path, help=".npz, folder of .npy, or Criteo .tsv[.gz]")
+    prof.add_argument("-o", "--output", type=Path, required=True, help="profile path (.json + .npz)")
+    prof.add_argument("--batch-size", type=int, default=4096)
+    prof.set_defaults(func=cmd_profile)
+
+    plan = sub.add_parser("plan", help="partition the tables over DPUs; compare levels (MODELLED times)")
+    plan.add_argument("model", type=Path)
+    plan.add_argument("--dpus", type=int, default=2560)
+    source = plan.add_mutually_exclusive_group()
+    source.add_argument("--profile", type=Path, help="access profile from `updlrm profile`")
+    source.add_argument("--data", type=Path, help="sample of requests to profile first")
+    plan.add_argument("--profile-out", type=Path, help="save the profile made from --data")
+    plan.add_argument("--level", default="cache", choices=["uniform", "popularity", "cache"],
+                      help="level of the plan written with -o (every level is reported)")
+    plan.add_argument("--batch-size", type=int, default=4096, help="reference batch the plan is tuned for")
+    plan.add_argument("--value-mode", default="fp32", choices=["fp32", "int32"])
+    plan.add_argument("--no-cpu", action="store_true", help="never keep tables on the CPU")
+    plan.add_argument("-o", "--output", type=Path, help="plan path (.json + .npz), for load(..., plan=)")
+    plan.add_argument("--png-dir", type=Path, help="write load_<level>.png (per-DPU modelled load)")
+    plan.set_defaults(func=cmd_plan)
     return p
 
 

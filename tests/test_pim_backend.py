@@ -1,0 +1,347 @@
+"""PIM backend (emulated DPUs) against the CPU backend and PyTorch.
+
+References are independent of the backend: the CPU backend's kernel for pooled values, the same
+kernel over |W| (and |w|) for the scale of fp32 reordering errors, bounds derived from the
+tables' largest values for integer modes, and PyTorch for whole DLRMs.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import updlrm
+from updlrm import InvalidInputError, SparseBatch
+from updlrm.cpu_backend import CpuBackend
+from updlrm.pim import PimBackend, _emb_pack, _scatter
+from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
+from updlrm.pim.plan import Plan
+from updlrm.pim.profile import build_profile
+from updlrm.synthetic import random_batch
+from updlrm.tables import EmbeddingTable
+
+DIM, NR_DPUS, BATCH = 16, 16, 128
+# (rows, pooling, weighted): sum, mean, max, weighted sum, a tiny table
+SHAPES = [(6000, "sum", False), (300, "mean", False), (2000, "max", False), (4000, "sum", True), (40, "sum", False)]
+# 256 KiB of table region per DPU: the big tables are cut by rows and replicated
+SMALL_MRAM = dict(mram_bytes=(8 << 20) + (256 << 10), mram_reserve=8 << 20)
+QMAX = {"i8": 127, "i32": (2**31 - 1) // 1024}
+
+
+def make_tables(seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return [EmbeddingTable(f"t{i}", rng.standard_normal((n, DIM)).astype(dtype), pooling=p, weighted=w)
+            for i, (n, p, w) in enumerate(SHAPES)]
+
+
+def config(level, **kw):
+    base = dict(nr_dpus=NR_DPUS, level=level, batch_size=BATCH, allow_cpu=False, **SMALL_MRAM)
+    base.update(kw)
+    return PlannerConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return make_tables()
+
+
+@pytest.fixture(scope="module")
+def profile(tables):
+    rng = np.random.default_rng(1)
+    return build_profile([random_batch(tables, BATCH, pooling=(1, 20), skewed=True, rng=rng) for _ in range(12)],
+                         [t.rows for t in tables])
+
+
+@pytest.fixture(scope="module")
+def cpu(tables):
+    backend = CpuBackend(threads=1)
+    backend.load(tables)
+    return backend
+
+
+@pytest.fixture(scope="module")
+def cpu_abs(tables):
+    """Pools |W| with |w|: the scale a reordered fp32 sum's error is measured against."""
+    backend = CpuBackend(threads=1)
+    backend.load([dataclasses.replace(t, weight=np.abs(t.weight)) for t in tables])
+    return backend
+
+
+@pytest.fixture(scope="module")
+def backends(tables, profile):
+    made = {}
+    yield lambda level, mode="f32": made.setdefault((level, mode), _loaded(tables, profile, level, mode))
+    for backend in made.values():
+        backend.close()
+
+
+def _loaded(tables, profile, level, mode):
+    backend = PimBackend(value_mode=mode, planner_config=config(level, value_mode="fp32" if mode == "f32" else "int32"))
+    backend.load(tables, profile=profile)
+    return backend
+
+
+def abs_batch(batch):
+    return SparseBatch(batch.indices, batch.offsets, [None if w is None else np.abs(w) for w in batch.weights])
+
+
+def assert_fp32_close(got, want, scale):
+    for t, (g, w, s) in enumerate(zip(got, want, scale)):
+        assert g.dtype == np.float32 and g.flags.c_contiguous and g.shape == w.shape, t
+        err = np.abs(g.astype(np.float64) - w)
+        assert np.all(err <= 1e-6 * s + 1e-30), (t, float((err / np.maximum(s, 1e-30)).max()))
+
+
+def batches(tables, seed):
+    rng = np.random.default_rng(seed)
+    return [random_batch(tables, BATCH, pooling=(0, 20), skewed=True, rng=rng),
+            random_batch(tables, BATCH, pooling=(1, 12), skewed=False, rng=rng, index_dtype=np.int32)]
+
+
+# ---- fp32 ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", [lvl.value for lvl in Level])
+def test_fp32_matches_cpu_backend(backends, tables, cpu, cpu_abs, level):
+    backend = backends(level)
+    assert backend.stats().extra["tables_on_cpu"] == []
+    for batch in batches(tables, seed=10):
+        got = backend.lookup(batch)
+        assert_fp32_close(got, cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    if level == "cache":
+        assert backend.stats().extra["cache_hit_rate"] > 0      # cache rows were actually read
+        assert backend.plan.tables[0].n_cache > 0
+
+
+def test_float16_tables(profile):
+    tables = make_tables(seed=4, dtype=np.float16)
+    backend = PimBackend(planner_config=config("cache"))
+    backend.load(tables, profile=profile)
+    cpu, cpu_abs = CpuBackend(threads=1), CpuBackend(threads=1)
+    cpu.load(tables)
+    cpu_abs.load([dataclasses.replace(t, weight=np.abs(t.weight)) for t in tables])
+    batch = batches(tables, seed=11)[0]
+    assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    backend.close()
+
+
+# ---- integer modes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["i32", "i8"])
+@pytest.mark.parametrize("level", ["uniform", "cache"])
+def test_integer_modes_within_their_bound(backends, tables, cpu, cpu_abs, level, mode):
+    backend = backends(level, mode)
+    qmax = QMAX[mode]
+    for batch in batches(tables, seed=20):
+        got = backend.lookup(batch)
+        want = cpu.lookup(batch)
+        scale = cpu_abs.lookup(abs_batch(batch))
+        for t, table in enumerate(tables):
+            lengths = np.diff(batch.offsets[t]).astype(np.float64)
+            peak = float(np.abs(table.weight).max())
+            # per-segment scale <= max|stored value| / qmax; cache rows hold pairs (<= 2 peak)
+            s = peak * (2 if backend.plan.tables[t].n_cache else 1) / qmax
+            if table.pooling == "max":
+                bound = np.full_like(lengths, s / 2)
+            elif table.weighted:
+                w = np.abs(batch.weights[t])
+                wsum = np.add.reduceat(w, batch.offsets[t][:-1]) * (lengths > 0) if w.size else 0 * lengths
+                levels = _emb_pack.weight_levels(qmax, int(lengths.max()))
+                bound = s / 2 * wsum + float(w.max()) / levels / 2 * lengths * peak
+            else:
+                bound = lengths * s / 2
+                if table.pooling == "mean":
+                    bound = bound / np.maximum(lengths, 1)
+            err = np.abs(got[t].astype(np.float64) - want[t])
+            allowed = bound[:, None] + 1e-6 * scale[t] + 1e-30
+            assert np.all(err <= allowed), (t, float((err / allowed).max()))
+            assert np.any(err > 0) or mode == "i32" or table.rows < 100   # really quantised
+
+
+# ---- shapes of batches -----------------------------------------------------------------------------
+
+def test_empty_bags_and_batch_of_one(backends, tables, cpu, cpu_abs):
+    backend = backends("cache")
+    rng = np.random.default_rng(30)
+    one = random_batch(tables, 1, pooling=(3, 9), skewed=True, rng=rng)
+    none = random_batch(tables, 5, pooling=0, rng=rng)
+    mixed = random_batch(tables, 64, pooling=(0, 2), skewed=True, rng=rng)
+    for batch in (one, none, mixed):
+        got = backend.lookup(batch)
+        assert all(g.shape == (batch.batch_size, DIM) for g in got)
+        assert_fp32_close(got, cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    assert all(np.all(g == 0) for g in backend.lookup(none))
+
+
+def test_rounds_when_a_dpu_holds_more_segments_than_the_kernel_takes_jobs():
+    rng = np.random.default_rng(40)
+    tables = [EmbeddingTable(f"s{i}", rng.standard_normal((20 + i, 8)).astype(np.float32)) for i in range(70)]
+    backend = PimBackend(planner_config=PlannerConfig(nr_dpus=1, level="uniform", batch_size=32, allow_cpu=False))
+    backend.load(tables)
+    batch = random_batch(tables, 32, pooling=(1, 4), rng=rng)
+    jobs = backend._scatter(batch)
+    assert len(backend._rounds(jobs)) == 2           # 70 jobs on one DPU, 64 per launch
+    cpu = CpuBackend(threads=1)
+    cpu.load(tables)
+    want = cpu.lookup(batch)
+    for got, w in zip(backend.lookup(batch), want):
+        np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-5)
+    assert backend.stats().batches == 1
+    backend.close()
+
+
+# ---- CPU-resident tables, plans --------------------------------------------------------------------
+
+def test_tables_the_plan_keeps_on_the_cpu(tables, profile, cpu, cpu_abs, caplog):
+    plan = make_plan(tables, profile, config("popularity"))
+    plan.tables[2].placement = "cpu"          # the MAX table and the tiny one stay on the host
+    plan.tables[4].placement = "cpu"
+    backend = PimBackend(plan=plan)
+    with caplog.at_level("INFO", logger="updlrm.pim.backend"):
+        backend.load(tables)
+    assert "'t2' stays on the CPU" in caplog.text
+    batch = batches(tables, seed=50)[0]
+    assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    st = backend.stats()
+    assert st.extra["tables_on_cpu"] == ["t2", "t4"] and st.measured_s["cpu_tables"] > 0
+    assert st.modelled_s["cpu_tables"] > 0
+    backend.close()
+
+
+def test_plan_save_load_and_mismatch(tmp_path, tables, profile, cpu, cpu_abs):
+    plan = make_plan(tables, profile, config("cache"))
+    plan.save(tmp_path / "plan.json")
+    backend = PimBackend(plan=tmp_path / "plan.json")
+    backend.load(tables)
+    batch = batches(tables, seed=60)[0]
+    assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    backend.close()
+    other = tables[:1] + [dataclasses.replace(tables[1], weight=tables[1].weight[:200])] + tables[2:]
+    with pytest.raises(InvalidInputError, match=r"'t1'.*rows=300.*rows=200"):
+        PimBackend(plan=tmp_path / "plan.json").load(other)
+    with pytest.raises(InvalidInputError, match="plan is for 16 DPUs"):
+        PimBackend(plan=tmp_path / "plan.json", nr_dpus=8).load(tables)
+
+
+def test_scatter_routes_exactly_as_plan_route(backends, tables):
+    """The Cython routing rule and Plan.route (numba) give the same reads, bags and cache hits."""
+    backend = backends("cache")
+    plan = backend.plan
+    for batch in batches(tables, seed=70):
+        for t in range(len(tables)):
+            ref = plan.route(t, batch.indices[t], batch.offsets[t])
+            cap = batch.indices[t].size * plan.tables[t].n_slices
+            out = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int64))
+            m, hits, saved = backend._routes[t].route(batch.indices[t], batch.offsets[t], out)
+            np.testing.assert_array_equal(out[0][:m], ref.tile)
+            np.testing.assert_array_equal(out[1][:m], ref.local_row)
+            np.testing.assert_array_equal(out[2][:m], ref.bag)
+            assert (hits, saved * plan.tables[t].n_slices) == (ref.cache_hits, ref.reads_saved)
+            # every read names its source index: the same row (or a cache entry holding it)
+            rows = np.asarray(batch.indices[t])[out[3][:m]]
+            tp = plan.tables[t]
+            direct = tp.row_group[rows] == np.array([plan.tiles[i].group for i in out[0][:m]])
+            assert np.all(direct | (tp.row_cache is not None and np.all(tp.row_cache[rows[~direct]] >= 0)))
+    with pytest.raises(InvalidInputError, match="output arrays"):
+        small = np.empty(1, np.int32)
+        _scatter.route(np.arange(4), np.array([0, 4]), 10, np.zeros(0, np.int32), np.zeros(1, np.int64),
+                       np.zeros(0, np.int64), np.zeros(10, np.int32), np.arange(10, dtype=np.int32),
+                       np.array([0, 1]), np.ones(1), np.array([0, 1]), np.zeros(1, np.int32), 1,
+                       small, small, small, np.empty(1, np.int64))
+
+
+# ---- async use and stats ---------------------------------------------------------------------------
+
+def test_submit_returns_before_the_result_and_batches_stay_apart(backends, tables, cpu, cpu_abs):
+    backend = backends("popularity")
+    first, second = batches(tables, seed=80)
+    h1 = backend.submit(first)
+    assert not h1.done()
+    h2 = backend.submit(second)          # completes the first batch before launching
+    assert h1.done()
+    for handle, batch in ((h2, second), (h1, first)):
+        assert_fp32_close(handle.result(), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    assert h2.result() is h2.result()
+
+
+def test_stats_keep_measured_and_modelled_apart(tables, profile):
+    backend = PimBackend(planner_config=config("cache"))
+    backend.load(tables, profile=profile)
+    for batch in batches(tables, seed=90):
+        backend.lookup(batch)
+    st = backend.stats()
+    assert st.backend == "pim" and st.batches == 2 and st.lookups > 0
+    assert set(st.measured_s) == {"load", "scatter", "push", "cpu_tables", "wait", "pull_reduce"}
+    assert all(st.measured_s[k] > 0 for k in ("load", "scatter", "push", "pull_reduce"))
+    m = st.modelled_s
+    assert set(m) == {"h2d", "launch", "kernel", "d2h", "host", "cpu_tables", "total"}
+    assert all(m[k] > 0 for k in ("h2d", "launch", "kernel", "d2h", "host"))
+    assert m["total"] == pytest.approx(m["h2d"] + m["launch"] + max(m["kernel"], m["cpu_tables"]) + m["d2h"]
+                                       + m["host"], rel=1e-9)
+    assert m["launch"] == pytest.approx(2 * backend.cost.launch_s)
+    assert st.extra["plan"]["level"] == "cache" and st.extra["imbalance"]["reads"] >= 1.0
+    assert 0 < st.extra["cache_hit_rate"] < 1 and st.extra["reads_saved"] > 0
+    backend.close()
+
+
+# ---- whole models ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant,exporter", [("bag_list", "ts11"), ("bag_max", "ts11"), ("bag_psw", "dynamo"),
+                                              ("bag_mean", "dynamo")])
+def test_exported_dlrm_matches_pytorch(dlrm_export, variant, exporter):
+    import torch
+    from dlrm_models import sample_inputs
+    model, path = dlrm_export(variant, exporter)
+    cfg = PlannerConfig(nr_dpus=16, level="cache", batch_size=32, allow_cpu=False)
+    with updlrm.load(path, backend="pim", nr_dpus=16, planner_config=cfg) as sess:
+        assert sess.stats().backend.extra["tables_on_cpu"] == []
+        for batch_size, pooling in [(1, (0, 3)), (32, (0, 6)), (8, (30, 40))]:
+            args, feeds = sample_inputs(variant, batch_size, pooling, seed=batch_size, exporter=exporter)
+            (got,) = sess.run(None, feeds)
+            with torch.inference_mode():
+                want = model(*args).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_session_score_pipelines_over_the_pim_backend(dlrm_export):
+    import torch
+    from dlrm_models import sample_inputs
+    model, path = dlrm_export("bag_list", "ts11")
+    args, feeds = sample_inputs("bag_list", 50, (0, 5), exporter="ts11")
+    sparse = SparseBatch.from_jagged([feeds[f"indices_{k}"] for k in range(3)], [feeds[f"offsets_{k}"] for k in range(3)])
+    with updlrm.load(path, backend="pim", planner_config=PlannerConfig(nr_dpus=8, allow_cpu=False)) as sess:
+        got = sess.score((feeds["dense_x"], sparse), batch_size=8, progress=False)
+        assert sess.stats().backend.batches == 7
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, model(*args).numpy().reshape(-1), atol=1e-5, rtol=0)
+
+
+def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, capsys):
+    from dlrm_models import sample_inputs
+    from updlrm.cli import main
+    _, path = dlrm_export("bag_list", "ts11")
+    _, feeds = sample_inputs("bag_list", 64, (1, 6), exporter="ts11")
+    data = tmp_path / "sample.npz"     # updlrm.datasets layout: offsets with N+1 entries
+    np.savez(data, dense_x=feeds["dense_x"],
+             **{f"indices_{k}": feeds[f"indices_{k}"] for k in range(3)},
+             **{f"offsets_{k}": np.append(feeds[f"offsets_{k}"], len(feeds[f"indices_{k}"])) for k in range(3)})
+    out = tmp_path / "plan.json"
+    rc = main(["plan", str(path), "--dpus", "16", "--data", str(data), "--level", "cache", "--batch-size", "64",
+               "--no-cpu", "-o", str(out), "--png-dir", str(tmp_path / "png"), "--profile-out", str(tmp_path / "prof.json")])
+    text = capsys.readouterr().out
+    assert rc == 0
+    for level in Level:
+        assert f"level {level.value}" in text
+    assert "MODELLED" in text and "imbalance" in text
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"load_{lvl.value}.png" for lvl in
+                                                                    sorted(Level, key=lambda x: x.value)]
+    plan = Plan.load(out)
+    assert plan.level == "cache" and plan.nr_dpus == 16
+    assert (tmp_path / "prof.json").exists()
+    with updlrm.load(path, backend="pim", plan=out) as sess:
+        (got,) = sess.run(None, feeds)
+        with updlrm.load(path) as ref:
+            np.testing.assert_allclose(got, ref.run(None, feeds)[0], atol=1e-6, rtol=0)
+    assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof.json"), "--level", "uniform",
+                 "-o", str(tmp_path / "p2.json")]) == 0
+    assert Plan.load(tmp_path / "p2.json").level == "uniform"
