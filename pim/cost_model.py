@@ -342,8 +342,9 @@ class CostModel:
         return np.where(busy, cycles / d.freq_hz, 0.0)
 
     def transfer_seconds(self, work: BatchWork) -> tuple[float, float]:
-        """MODELLED (host->DPU, DPU->host) seconds: per recorded call, or one padded push each way
-        repeated ``push_calls``/``pull_calls`` times."""
+        """MODELLED (host->DPU, DPU->host) seconds: per recorded call, or one push each way (padded
+        to the largest DPU's bytes, over the DPUs that have any) repeated ``push_calls``/``pull_calls``
+        times."""
         if work.transfer_calls is not None:
             out = [0.0, 0.0]
             for rec in work.transfer_calls:
@@ -351,11 +352,11 @@ class CostModel:
                 out[direction] += self.transfer.seconds(float(rec["bytes_per_dpu"]), int(rec["nr_dpus"]),
                                                         "from_dpu" if direction else "to_dpu")
             return out[0], out[1]
-        n = work.nr_dpus
+        # DPUs without a prepared buffer are skipped by a push (upmem.md §1.4): idle DPUs cost nothing
         push = _pad8(float(np.max(work.push_bytes)))
         pull = _pad8(float(np.max(work.pull_bytes)))
-        return (work.push_calls * self.transfer.seconds(push, n, "to_dpu"),
-                work.pull_calls * self.transfer.seconds(pull, n, "from_dpu"))
+        return (work.push_calls * self.transfer.seconds(push, int(np.count_nonzero(work.push_bytes)), "to_dpu"),
+                work.pull_calls * self.transfer.seconds(pull, int(np.count_nonzero(work.pull_bytes)), "from_dpu"))
 
     def stages(self, work: BatchWork) -> StageTimes:
         """MODELLED per-stage seconds of one batch."""

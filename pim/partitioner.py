@@ -186,7 +186,8 @@ def _drop_unprofitable_caches(accesses: Sequence[_TableAccess], coster: "_TileCo
         if acc.uncached is None:
             continue
         width = acc.spec.dim
-        fits_whole = acc.spec.rows * _stride(width) <= usable * cfg.max_tile_fraction
+        narrowest = _stride(-(-width // max(1, cfg.max_col_parts)))
+        fits_whole = acc.spec.rows * narrowest <= usable * cfg.max_tile_fraction
         host = acc.lookups * (cost.scatter_s_per_lookup - cost.copy_s_per_lookup) if fits_whole else 0.0
         saved = acc.cache_hits * float(coster(1.0, 0.0, _stride(width), width)) / cfg.nr_dpus
         if saved <= host:
@@ -868,8 +869,9 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
 class PlanReport:
     """What a plan is expected to do with its reference batch. Times are MODELLED.
 
-    Per-DPU arrays: ``mram_used`` (bytes), ``reads`` (expected rows read), ``kernel_s``
-    (modelled kernel seconds). ``imbalance_*`` are max/mean over all DPUs of the plan.
+    Per-DPU arrays: ``mram_used`` (bytes), ``reads`` (expected row slices read), ``elements``
+    (expected values read: row slices x their width, the accesses comparable across tiles of
+    different widths), ``kernel_s`` (modelled kernel seconds). ``imbalance_*`` are max/mean over all DPUs of the plan.
     ``cache_hit_rate`` is the expected share of bags x cache entries... precisely: expected cache
     entries used per batch / expected lookups of the PIM tables; ``reads_saved`` the row reads
     (per column slice) the cache avoids per batch.
@@ -881,6 +883,7 @@ class PlanReport:
     tables_on_cpu: list[str]
     mram_used: np.ndarray
     reads: np.ndarray
+    elements: np.ndarray
     kernel_s: np.ndarray
     stages_s: dict[str, float]
     cache_hit_rate: float
@@ -888,12 +891,21 @@ class PlanReport:
     cpu_only_s: float
 
     @property
+    def active_dpus(self) -> int:
+        """DPUs that hold tiles (the imbalances are over these)."""
+        return int(np.count_nonzero(self.mram_used))
+
+    @property
     def imbalance_reads(self) -> float:
-        return _imbalance(self.reads)
+        return _imbalance(self.reads[self.mram_used > 0])
+
+    @property
+    def imbalance_elements(self) -> float:
+        return _imbalance(self.elements[self.mram_used > 0])
 
     @property
     def imbalance_kernel(self) -> float:
-        return _imbalance(self.kernel_s)
+        return _imbalance(self.kernel_s[self.mram_used > 0])
 
     @property
     def speedup_vs_cpu(self) -> float:
@@ -901,12 +913,13 @@ class PlanReport:
         return self.cpu_only_s / self.stages_s["total"] if self.stages_s["total"] else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "nr_dpus": self.nr_dpus, "tiles": self.tiles,
+        return {"level": self.level, "nr_dpus": self.nr_dpus, "active_dpus": self.active_dpus, "tiles": self.tiles,
                 "tables_on_cpu": self.tables_on_cpu,
                 "mram_used_max_mib": float(self.mram_used.max(initial=0)) / 2**20,
                 "mram_used_mean_mib": float(self.mram_used.mean()) / 2**20,
                 "reads_mean": float(self.reads.mean()), "reads_max": float(self.reads.max(initial=0)),
-                "imbalance_reads": self.imbalance_reads, "imbalance_kernel": self.imbalance_kernel,
+                "imbalance_reads": self.imbalance_reads, "imbalance_elements": self.imbalance_elements,
+                "imbalance_kernel": self.imbalance_kernel,
                 "cache_hit_rate": self.cache_hit_rate, "reads_saved": self.reads_saved,
                 "modelled_s": dict(self.stages_s), "cpu_only_modelled_s": self.cpu_only_s,
                 "modelled_speedup_vs_cpu": self.speedup_vs_cpu}
@@ -915,12 +928,13 @@ class PlanReport:
         """A few lines for humans (every time labelled as modelled)."""
         st = self.stages_s
         lines = [
-            f"level {self.level}: {self.tiles} tiles on {self.nr_dpus} DPUs; CPU-resident tables: "
+            f"level {self.level}: {self.tiles} tiles on {self.active_dpus} of {self.nr_dpus} DPUs; CPU-resident tables: "
             f"{', '.join(self.tables_on_cpu) or 'none'}",
             f"  MRAM used per DPU: mean {self.mram_used.mean() / 2**20:.1f} MiB, max "
             f"{self.mram_used.max(initial=0) / 2**20:.1f} MiB",
             f"  expected reads per DPU: mean {self.reads.mean():.1f}, max {self.reads.max(initial=0):.1f}; "
-            f"imbalance (max/mean) reads {self.imbalance_reads:.3f}, modelled kernel time {self.imbalance_kernel:.3f}",
+            f"imbalance (max/mean) reads {self.imbalance_reads:.3f}, values read {self.imbalance_elements:.3f}, "
+            f"modelled kernel time {self.imbalance_kernel:.3f}",
             f"  cache: hit rate {self.cache_hit_rate:.2%} of lookups, {self.reads_saved:.0f} row reads saved per batch",
             "  MODELLED ms per batch: " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in st.items()),
             f"  MODELLED CPU-only {self.cpu_only_s * 1e3:.3f} ms -> speedup {self.speedup_vs_cpu:.2f}x",
@@ -946,7 +960,8 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
     rep = PlanReport(
         level=plan.level, nr_dpus=plan.nr_dpus, tiles=len(plan.tiles),
         tables_on_cpu=[t.spec.name for t in plan.tables if t.placement != "pim"],
-        mram_used=plan.mram_used(), reads=work.rows, kernel_s=kernel, stages_s=stages.as_dict(),
+        mram_used=plan.mram_used(), reads=work.rows, elements=work.elements, kernel_s=kernel,
+        stages_s=stages.as_dict(),
         cache_hit_rate=hits / lookups if lookups else 0.0,
         reads_saved=float(plan.notes.get("expected_reads_saved", 0.0)),
         cpu_only_s=cpu_only)
