@@ -40,7 +40,7 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
     cdef int64_t n_bags = off.shape[0] - 1
     cdef int64_t m = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, mid, base, j, stamp
     cdef double pos
-    cdef bint consumed
+    cdef bint consumed, write_pos = out_pos.shape[0] > 0
     for b in range(n_bags):
         stamp = b + 1
         pos = (b + 0.5) / n_bags
@@ -88,7 +88,8 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                 out_tile[m] = group_tiles[base + j]
                 out_local[m] = row_local[r]
                 out_bag[m] = <int32_t>b
-                out_pos[m] = i
+                if write_pos:
+                    out_pos[m] = i
                 m += 1
     hits_out[0] = hits
     saved_out[0] = saved
@@ -104,15 +105,16 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
     """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule.
 
     ``row_cache`` is empty when the table has no cache (``cache_ptr`` then ``[0]``).  The
-    ``out_*`` arrays need ``len(idx) * n_slices`` entries; returns ``(m, cache_hits,
-    reads_saved)`` where the first ``m`` entries hold, per row read and column slice: the tile,
-    the local row in it, the bag and the position of the source index in ``idx``.
+    ``out_*`` arrays need ``len(idx) * n_slices`` entries (``out_pos`` may be empty: positions
+    are then not written); returns ``(m, cache_hits, reads_saved)`` where the first ``m`` entries
+    hold, per row read and column slice: the tile, the local row in it, the bag and the position
+    of the source index in ``idx``.
     ``reads_saved`` counts saved reads per column slice once (multiply by ``n_slices``).
     Rows are trusted to be valid (the batch was validated against the tables).
     """
     cdef int64_t cap = idx.shape[0] * n_slices
     if (out_tile.shape[0] < cap or out_local.shape[0] < cap or out_bag.shape[0] < cap
-            or out_pos.shape[0] < cap):
+            or 0 < out_pos.shape[0] < cap):
         raise InvalidInputError(f"route needs output arrays of {cap} entries")
     if off.shape[0] < 1 or off[off.shape[0] - 1] > idx.shape[0]:
         raise InvalidInputError("offsets must have B+1 entries ending within the indices")
@@ -147,7 +149,8 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
 
     ``seg_subbags`` / ``seg_nnz`` / ``seg_last`` are scratch of ``seg_hi - seg_lo`` entries.
     Sub-bags of a job keep the batch's bag order; ``bag_row[k]`` = ``row_base + bag`` of
-    sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight.
+    sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight
+    (through ``pos``).
     The CSR arrays continue after ``n_jobs`` jobs, ``n_bags`` sub-bags and ``nnz`` indices; returns
     the new ``(n_jobs, n_bags, nnz)``.  Raises :class:`CapacityError` if the CSR arrays are too
     small (the caller grows them and retries).
@@ -156,6 +159,8 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
     if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or seg_last.shape[0] < n_segs:
         raise InvalidInputError("segment scratch arrays are too small")
     cdef bint weighted = src_weights.shape[0] > 0
+    if weighted and pos.shape[0] < m:
+        raise InvalidInputError("weighted tables need the source position of every read")
     with nogil:
         for s in range(n_segs):
             seg_subbags[s] = 0

@@ -387,18 +387,20 @@ class PimBackend:
         n_jobs = n_bags = nnz = 0
         mapped = copied = hits = saved = 0
         empty_w = np.zeros(0, np.float32)
+        no_pos = np.zeros(0, np.int64)
         for k, t in enumerate(self._pim):
             route = self._routes[t]
-            m, h, sv = route.route(batch.indices[t], batch.offsets[t], routed)
+            weighted_t = self.tables[t].weighted
+            m, h, sv = route.route(batch.indices[t], batch.offsets[t], routed if weighted_t else routed[:3] + (no_pos,))
             hits += h
             saved += sv * route.n_slices
             if plan.needs_row_map(t):
                 mapped += batch.indices[t].size
             else:
                 copied += batch.indices[t].size
-            src_w = batch.weights[t] if self.tables[t].weighted else empty_w
+            src_w = batch.weights[t] if weighted_t else empty_w
             n_jobs, n_bags, nnz = _scatter.gather_jobs(
-                m, *routed, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t],
+                m, *routed[:3], routed[3] if weighted_t else no_pos, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t],
                 k * B if self._stacked else 0, src_w, *scratch,
                 off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
         return _Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz],
