@@ -10,7 +10,7 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
   ``inference_mode`` with ``torch.set_num_threads(threads)``;
 * gather limit: a tight C loop (built by this script with gcc -O3 -march=native -fopenmp) that
   sums the same rows into AVX2 registers with software prefetch of whole rows, split over the
-  same number of OpenMP threads; best of prefetch distances 16, 32 and 64. Needs --dim a multiple
+  same number of OpenMP threads; best of prefetch distances 16, 32, 48 and 64. Needs --dim a multiple
   of 8, at most 64. It pools nothing and writes nothing per bag, so it bounds
   what any kernel can do on this machine (shared/reference/baselines.md, part B).
 
@@ -123,7 +123,7 @@ def allocate_tables(n_tables: int, rows: int, dim: int, pages: str, seed: int, w
     return flat.reshape(n_tables, rows, dim)
 
 
-GATHER_PREFETCH = (16, 32, 64)  # the gather limit is the best of these prefetch distances
+GATHER_PREFETCH = (16, 32, 48, 64)  # the gather limit is the best of these prefetch distances
 NOISY_CORES = 0.25  # foreign load above which a point is retried and, if it stays, flagged "*"
 
 
