@@ -16,7 +16,8 @@ Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBa
    dequantised), then mean division and MAX fix-ups on the host.
 
 A batch whose jobs do not fit one launch (more than the kernel's 64 jobs on a DPU, or a request
-or output larger than the DPU's MRAM areas) runs in several rounds.
+or output larger than the DPU's MRAM areas) runs in several rounds; a batch with a single job too
+large for those areas is pooled as two halves.
 
 Values: ``f32`` is exact fp32 (only the order of additions differs from the CPU backend:
 partial sums per segment); ``i32`` / ``i8`` store each segment quantised with its own scale and
@@ -345,7 +346,12 @@ class PimBackend:
         if self._pim:
             t0 = time.perf_counter()
             jobs = self._scatter(batch)
-            rounds = self._rounds(jobs)
+            try:
+                rounds = self._rounds(jobs)
+            except _JobTooLarge:
+                if batch.batch_size == 1:
+                    raise
+                return self._split(batch)
             t1 = time.perf_counter()
             state.update(jobs=jobs, rounds=rounds, dst=self._destination(batch.batch_size))
             self._reset_counters()
@@ -354,6 +360,18 @@ class PimBackend:
             state["t"]["push"] = time.perf_counter() - t1
         handle = PimHandle(self, state)
         self._pending = handle
+        return handle
+
+    def _split(self, batch: SparseBatch) -> PimHandle:
+        """Pool a batch too large for the DPUs' MRAM areas as two halves (stats count both)."""
+        from updlrm.datasets import slice_batch
+
+        half = batch.batch_size // 2
+        parts = [self.lookup(slice_batch(batch, 0, half)),
+                 self.lookup(slice_batch(batch, half, batch.batch_size))]
+        handle = PimHandle(self, None)
+        handle._result = [np.concatenate(pair) for pair in zip(*parts)]
+        log.info("batch of %d split in two: its jobs exceed the DPUs' request/output areas", batch.batch_size)
         return handle
 
     def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
@@ -425,9 +443,9 @@ class PimBackend:
         big = np.flatnonzero((req > req_cap) | (out > out_cap))
         if big.size:
             j = int(big[0])
-            raise CapacityError(f"one job (table {self.tables[int(segs.table[jobs.seg[j]])].name!r}, DPU {int(dpu[j])}) "
+            raise _JobTooLarge(f"one job (table {self.tables[int(segs.table[jobs.seg[j]])].name!r}, DPU {int(dpu[j])}) "
                                 f"needs {int(req[j])} B of request and {int(out[j])} B of output area, more than "
-                                f"the {req_cap} / {out_cap} B a DPU has: submit smaller batches")
+                                f"the {req_cap} / {out_cap} B a DPU has (raise the plan's mram_reserve)")
         rounds: list[list[int]] = []
         used: list[dict[int, list[int]]] = []
         for j in range(len(jobs.seg)):
@@ -590,6 +608,10 @@ class PimBackend:
                  "cache_hit_rate": self._hits / self._pim_lookups if self._pim_lookups else 0.0,
                  "reads_saved": self._saved}
         return dataclasses.replace(st, measured_s=dict(st.measured_s), modelled_s=dict(st.modelled_s), extra=extra)
+
+
+class _JobTooLarge(CapacityError):
+    """One job alone exceeds a DPU's request or output area (smaller batches fit)."""
 
 
 def _round8(x: np.ndarray) -> np.ndarray:

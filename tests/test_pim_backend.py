@@ -191,6 +191,17 @@ def test_rounds_when_a_dpu_holds_more_segments_than_the_kernel_takes_jobs():
     backend.close()
 
 
+def test_batches_too_large_for_the_mram_areas_are_split(tables, cpu, cpu_abs):
+    # 64 KiB request and output areas: 512 bags x 64 B of one job already fill the output area
+    cfg = config("uniform", nr_dpus=1, mram_bytes=64 << 20, mram_reserve=128 << 10)
+    backend = PimBackend(planner_config=cfg)
+    backend.load(tables)
+    batch = random_batch(tables, 2048, pooling=(1, 3), rng=np.random.default_rng(45))
+    assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    assert backend.stats().batches >= 4
+    backend.close()
+
+
 # ---- CPU-resident tables, plans --------------------------------------------------------------------
 
 def test_tables_the_plan_keeps_on_the_cpu(tables, profile, cpu, cpu_abs, caplog):
