@@ -104,6 +104,10 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
         }
         total = row["modelled_ms"]["total"]
         row["modelled_speedup_vs_measured_cpu"] = row["measured_cpu_backend_ms"] / total if total else float("nan")
+        # the planner's own view: the cost model's CPU-only time of the same lookups
+        units = sum(batch.indices[t].size * tables[t].dim / backend.cost.cpu.ref_dim for t in range(len(tables)))
+        row["modelled_cpu_only_ms"] = backend.cost.cpu.seconds_units(units) * 1e3
+        row["modelled_speedup_vs_modelled_cpu"] = row["modelled_cpu_only_ms"] / total if total else float("nan")
         rows.append(row)
     backend.close()
     return rows
@@ -111,11 +115,12 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
 
 def print_rows(rows) -> None:
     print("\nMEASURED on this host (ms, median): pim = whole PIM lookup incl. the emulator's wait; cpu = CPU backend")
-    print("MODELLED (ms, cost model fed with the emulator's counters): what a UPMEM server would take")
+    print("MODELLED (ms, cost model fed with the emulator's counters): what a UPMEM server would take;")
+    print("spd/meas = measured CPU backend / modelled PIM total; spd/mod = modelled CPU-only / modelled PIM total")
     head = (f"{'trace':>9} {'pool':>5} {'B':>5} {'DPUs':>4} {'level':>10} {'tbl':>3} {'relerr':>8} | "
             f"{'scat':>6} {'push':>6} {'cpuT':>6} {'wait':>7} {'pullR':>6} {'pim':>7} {'cpu':>7} | "
             f"{'h2d':>6} {'kern':>6} {'d2h':>6} {'host':>6} {'total':>6} | {'imbR':>5} {'imbK':>5} {'hit%':>5} "
-            f"{'speedup':>7}")
+            f"{'spd/meas':>8} {'spd/mod':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -126,7 +131,7 @@ def print_rows(rows) -> None:
               f"{r['measured_cpu_backend_ms']:>7.2f} | {mo['h2d']:>6.3f} {mo['kernel']:>6.3f} {mo['d2h']:>6.3f} "
               f"{mo['host']:>6.3f} {mo['total']:>6.3f} | {r['imbalance_reads']:>5.2f} "
               f"{r['imbalance_kernel_modelled']:>5.2f} {100 * r['cache_hit_rate']:>5.1f} "
-              f"{r['modelled_speedup_vs_measured_cpu']:>6.2f}x")
+              f"{r['modelled_speedup_vs_measured_cpu']:>7.2f}x {r['modelled_speedup_vs_modelled_cpu']:>6.2f}x")
 
 
 def main() -> None:
@@ -137,6 +142,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512, 4096])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="CPU backend threads (default: all)")
+    ap.add_argument("--traces", nargs="+", default=["power-law", "uniform"], choices=["power-law", "uniform"])
     ap.add_argument("--all-on-dpus", action="store_true", help="never keep tables on the CPU")
     ap.add_argument("--value-mode", default="f32", choices=["f32", "i32", "i8"])
     ap.add_argument("--mram-budget-mib", type=int, default=512, help="MRAM table region of all DPUs together")
@@ -147,7 +153,7 @@ def main() -> None:
     cpu.load(tables)
     abs_cpu = CpuBackend(threads=args.threads)
     abs_cpu.load([EmbeddingTable(t.name, np.abs(t.weight)) for t in tables])
-    traces = ["power-law"] if args.quick else ["power-law", "uniform"]
+    traces = ["power-law"] if args.quick else args.traces
     poolings = [(20, 80)] if args.quick else [1, (20, 80)]
     dpus = args.dpus[:1] if args.quick else args.dpus
     rows = []

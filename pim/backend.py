@@ -502,7 +502,7 @@ class PimBackend:
             for i, res in zip(self._cpu, self._cpu_backend.lookup(sub)):
                 out[i] = res
         times["cpu_tables"] = time.perf_counter() - t
-        work = None
+        work = None if self._pim else self._cpu_only_work(batch)
         if self._pim:
             jobs, rounds, dst = state["jobs"], state["rounds"], state["dst"]
             for r, round_jobs in enumerate(rounds):
@@ -538,6 +538,16 @@ class PimBackend:
         except CountersUnavailableError:
             pass
 
+    def _cpu_units(self, batch: SparseBatch) -> float:
+        """Lookups x dim / ref_dim of the CPU-resident tables (the cost model's CPU work unit)."""
+        ref = self.cost.cpu.ref_dim
+        return sum(batch.indices[t].size * self.tables[t].dim / ref for t in self._cpu)
+
+    def _cpu_only_work(self, batch: SparseBatch) -> BatchWork:
+        work = BatchWork.zeros(self.plan.nr_dpus)
+        work.cpu_lookup_units = self._cpu_units(batch)
+        return work
+
     def _work(self, jobs: _Jobs, launches: int, batch: SparseBatch) -> BatchWork | None:
         """This batch's per-DPU work for the cost model: DMA and transfer counts from the
         emulator, rows / element adds / partial sums from the scatter. None on real hardware."""
@@ -548,7 +558,6 @@ class PimBackend:
         n = self.plan.nr_dpus
         dpu = self._segs.dpu[jobs.seg]
         nnz = jobs.nnz.astype(np.float64)
-        ref = self.cost.cpu.ref_dim
         work = BatchWork.from_counters(
             counters.dpus, rows=np.bincount(dpu, weights=nnz, minlength=n),
             elements=np.bincount(dpu, weights=nnz * self._segs.width[jobs.seg], minlength=n),
@@ -556,7 +565,7 @@ class PimBackend:
             value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
-        work.cpu_lookup_units = sum(batch.indices[t].size * self.tables[t].dim / ref for t in self._cpu)
+        work.cpu_lookup_units = self._cpu_units(batch)
         return work
 
     def _reset_stats(self, load_s: float) -> None:
