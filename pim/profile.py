@@ -327,6 +327,9 @@ def build_profile(samples: Sequence[Any], num_rows: Sequence[int], *, names: Seq
             ``min_pair_count`` bags are dropped.
         sketch_width, sketch_depth, seed: count-min parameters.
     """
+    if iter(samples) is samples:
+        raise InvalidInputError("samples must be a re-iterable sequence (e.g. a list of batches): the "
+                                "profile reads it more than once, an iterator would be empty the second time")
     num_rows = [int(n) for n in num_rows]
     nt = len(num_rows)
     pair_rows = min(pair_rows, top_k)

@@ -128,3 +128,5 @@ def test_bad_samples_are_rejected():
         build_profile([([np.array([0])], [np.array([0, 1])])], [5, 5])
     with pytest.raises(InvalidInputError, match="power of two"):
         CountMinSketch.empty(1000, 4)
+    with pytest.raises(InvalidInputError, match="re-iterable"):
+        build_profile(iter([([np.array([0])], [np.array([0, 1])])]), [5])
