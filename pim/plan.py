@@ -232,6 +232,15 @@ class Plan:
                             raise InvalidInputError(f"table {name!r}: tile of group {g} replica {rep} slice {j} "
                                                     f"does not describe that block")
 
+    def tile_arrays(self) -> dict[str, np.ndarray]:
+        """The tiles as parallel NumPy arrays (for a Cython scatter): ``table``, ``group``,
+        ``replica``, ``dpu``, ``mram_offset``, ``row_stride``, ``col_start``, ``col_stop``,
+        ``num_rows`` (int64) and ``bag_share`` (float64), indexed by tile id."""
+        ints = ("table", "group", "replica", "dpu", "mram_offset", "row_stride", "col_start", "col_stop", "num_rows")
+        out = {name: np.fromiter((getattr(t, name) for t in self.tiles), np.int64, len(self.tiles)) for name in ints}
+        out["bag_share"] = np.fromiter((t.bag_share for t in self.tiles), np.float64, len(self.tiles))
+        return out
+
     # ------------------------------------------------------------------ routing
     def route(self, table: int, indices: np.ndarray, offsets: np.ndarray) -> Routed:
         """Route one table's bags (``offsets`` in ``B+1`` form) as an executor must (module doc)."""

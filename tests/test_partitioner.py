@@ -71,6 +71,9 @@ def test_tiles_fit_their_dpus(plans, level):
         assert t.row_stride == DIM * 4 and t.nbytes == t.num_rows * t.row_stride
     assert used.max() <= plan.table_region_bytes
     np.testing.assert_array_equal(plan.mram_used() >= used, True)
+    arrays = plan.tile_arrays()
+    np.testing.assert_array_equal(np.bincount(arrays["dpu"], weights=arrays["num_rows"] * arrays["row_stride"],
+                                              minlength=plan.nr_dpus), used)
 
 
 def test_capacity_error_says_which_table_and_by_how_much():
