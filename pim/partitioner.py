@@ -552,12 +552,21 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
                 raise InvalidInputError(f"table #{i} ({s.name!r}): profile has {p.num_rows} rows, table {s.rows}")
     accesses = [_table_access(s, profile, t, cfg, level) for t, s in enumerate(specs)]
     on_cpu: set[int] = set()
-    plan = _plan_on_dpus(specs, accesses, on_cpu, cfg, level)
+    while True:
+        try:
+            plan = _plan_on_dpus(specs, accesses, on_cpu, cfg, level)
+            break
+        except CapacityError:
+            if not cfg.allow_cpu or len(on_cpu) == len(specs):
+                raise
+            largest = max((t for t in range(len(specs)) if t not in on_cpu), key=lambda t: specs[t].rows * specs[t].dim)
+            log.info("tables do not fit %d DPUs: %r stays on the CPU", cfg.nr_dpus, specs[largest].name)
+            on_cpu.add(largest)
     if not cfg.allow_cpu:
         return plan
     # move tables to the CPU while the modelled batch gets faster, then re-plan the rest once.
-    moved = _tables_better_on_cpu(plan, accesses, cfg)
-    if moved:
+    moved = _tables_better_on_cpu(plan, accesses, cfg, on_cpu)
+    if moved != on_cpu:
         candidate = _plan_on_dpus(specs, accesses, moved, cfg, level)
         if candidate.predicted["total"] < plan.predicted["total"]:
             plan = candidate
@@ -830,12 +839,14 @@ def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_grou
     return best
 
 
-def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: PlannerConfig) -> set[int]:
-    """Greedily move the table whose move to the CPU lowers the modelled latency most."""
+def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: PlannerConfig,
+                          already: set[int]) -> set[int]:
+    """Starting from the tables ``already`` on the CPU, greedily move the table whose move to the
+    CPU lowers the modelled latency most, while one does."""
     tile_table = np.array([t.table for t in plan.tiles])
     reads = np.array([t.expected_reads for t in plan.tiles])
     bags = np.array([t.expected_bags for t in plan.tiles])
-    on_cpu: set[int] = set()
+    on_cpu = set(already)
     ref = cfg.cost.cpu.ref_dim
 
     def total(cpu_set: set[int]) -> float:

@@ -80,6 +80,10 @@ def test_capacity_error_says_which_table_and_by_how_much():
     huge = SPECS + [TableSpec("huge", 400_000, DIM)]       # 25.6 MB > 16 DPUs x 1 MiB
     with pytest.raises(CapacityError, match=r"short by [0-9.]+ MiB; largest: 'huge'"):
         make_plan(huge, None, config("uniform"))
+    # with the CPU fallback allowed, the table that does not fit stays on the CPU instead
+    plan = make_plan(huge, None, config("uniform", allow_cpu=True, value_mode="int32", batch_size=4096))
+    assert plan.tables[-1].placement == "cpu"
+    plan.validate()
     wide = [TableSpec("wide", 10, 80_000)]                  # one row (320 KB) > a tile's 256 KiB
     with pytest.raises(CapacityError, match=r"'wide'.*exceeds"):
         make_plan(wide, None, config("uniform"))
