@@ -15,6 +15,7 @@ import updlrm
 from updlrm import InvalidInputError, SparseBatch
 from updlrm.cpu_backend import CpuBackend
 from updlrm.pim import PimBackend, _emb_pack, _scatter
+from updlrm.pim.emb_host import FixedPointOverflowError
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
 from updlrm.pim.plan import Plan
 from updlrm.pim.profile import build_profile
@@ -157,6 +158,21 @@ def test_integer_modes_within_their_bound(backends, tables, cpu, cpu_abs, level,
             allowed = bound[:, None] + 1e-6 * scale[t] + 1e-30
             assert np.all(err <= allowed), (t, float((err / allowed).max()))
             assert np.any(err > 0) or mode == "i32" or table.rows < 100   # really quantised
+
+
+def test_int32_overflow_is_raised_not_wrapped():
+    weight = np.full((10, 8), 1.0, np.float32)
+    tables = [EmbeddingTable("ones", weight)]
+    backend = PimBackend(value_mode="i32", i32_headroom=4,
+                         planner_config=PlannerConfig(nr_dpus=2, level="uniform", batch_size=4, allow_cpu=False))
+    backend.load(tables)
+    ok = SparseBatch.from_jagged([np.zeros(4, np.int64)], [np.array([0, 4])], include_last_offset=True)
+    np.testing.assert_allclose(backend.lookup(ok)[0], 4.0, rtol=1e-6)      # 4 rows: within the headroom
+    too_long = SparseBatch.from_jagged([np.zeros(40, np.int64)], [np.array([0, 40])], include_last_offset=True)
+    with pytest.raises(FixedPointOverflowError, match="overflowed"):
+        backend.lookup(too_long)
+    np.testing.assert_allclose(backend.lookup(ok)[0], 4.0, rtol=1e-6)      # the backend still works
+    backend.close()
 
 
 # ---- shapes of batches -----------------------------------------------------------------------------
