@@ -34,11 +34,11 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                     const double[::1] replica_cut, const int64_t[::1] group_ptr,
                     const int32_t[::1] group_tiles, int64_t n_slices,
                     int64_t[::1] member_stamp, int64_t[::1] member_used, int64_t[::1] entry_stamp,
-                    int64_t[::1] entry_count, int64_t[::1] entry_emitted,
+                    int64_t[::1] entry_count, int64_t[::1] entry_emitted, int64_t[::1] replica_at,
                     int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag,
                     int64_t[::1] out_pos, int64_t *hits_out, int64_t *saved_out) noexcept nogil:
     cdef int64_t n_bags = off.shape[0] - 1
-    cdef int64_t m = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, mid, base, j, stamp
+    cdef int64_t m = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp
     cdef double pos
     cdef bint consumed, write_pos = out_pos.shape[0] > 0
     for b in range(n_bags):
@@ -75,14 +75,13 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                         hits += 1
                         r = num_rows + e
             g = row_group[r]
-            lo = replica_ptr[g]
+            # the first replica whose cut lies above this bag: bags come in order, so each
+            # group's answer only moves forward (a cursor, no search; the last cut is 1)
+            lo = replica_at[g]
             hi = replica_ptr[g + 1] - 1
-            while lo < hi:                  # first replica whose cut lies above this bag
-                mid = (lo + hi) // 2
-                if replica_cut[mid] > pos:
-                    hi = mid
-                else:
-                    lo = mid + 1
+            while lo < hi and replica_cut[lo] <= pos:
+                lo += 1
+            replica_at[g] = lo
             base = group_ptr[g] + (lo - replica_ptr[g]) * n_slices
             for j in range(n_slices):
                 out_tile[m] = group_tiles[base + j]
@@ -127,11 +126,12 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
     cdef int64_t[::1] entry_stamp = np.zeros(max(n_cache, 1), np.int64)
     cdef int64_t[::1] entry_count = np.zeros(max(n_cache, 1), np.int64)
     cdef int64_t[::1] entry_emitted = np.zeros(max(n_cache, 1), np.int64)
+    cdef int64_t[::1] replica_at = np.array(replica_ptr[:replica_ptr.shape[0] - 1], np.int64)
     cdef int64_t m, hits = 0, saved = 0
     with nogil:
         m = _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group,
                    row_local, replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
-                   member_stamp, member_used, entry_stamp, entry_count, entry_emitted,
+                   member_stamp, member_used, entry_stamp, entry_count, entry_emitted, replica_at,
                    out_tile, out_local, out_bag, out_pos, &hits, &saved)
     return int(m), int(hits), int(saved)
 
