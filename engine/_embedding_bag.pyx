@@ -122,6 +122,13 @@ cdef inline int64_t _last_offset(const ebag_table *tab, Py_ssize_t n_bags) noexc
     return (<const int32_t *>tab.offsets)[n_bags]
 
 
+cdef inline int64_t _chunk_count(int64_t lookups, int64_t n_bags, int64_t min_chunks,
+                                   int64_t item_lookups) noexcept:
+    """How many work items one table's bags are split into."""
+    cdef int64_t n_chunks = max(min_chunks, (lookups + item_lookups - 1) // max(item_lookups, 1))
+    return max(1, min(n_chunks, n_bags))
+
+
 def pool(list weights, list indices, list offsets, list per_sample_weights,
          const int32_t[::1] modes, list outs, int threads, int64_t serial_below,
          int64_t item_lookups):
@@ -139,7 +146,7 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
     if n_tables == 0:
         return 0
     cdef Py_ssize_t n_bags = len(offsets[0]) - 1
-    cdef int64_t total = 0, lookups, n_chunks, per_chunk, min_chunks
+    cdef int64_t total = 0, per_chunk, min_chunks
     cdef ebag_table *tabs = <ebag_table *>malloc(n_tables * sizeof(ebag_table))
     cdef int64_t *item_table = NULL
     cdef int64_t *item_begin = NULL
@@ -158,16 +165,18 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
         # At least 8 items per thread overall, so that a few large tables still keep every
         # thread busy and a descheduled thread holds up little work.
         min_chunks = (8 * threads + n_tables - 1) // n_tables
-        item_table = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
-        item_begin = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
-        item_end = <int64_t *>malloc(n_tables * n_bags * sizeof(int64_t))
+        for t in range(n_tables):
+            n_items += _chunk_count(_last_offset(&tabs[t], n_bags), n_bags, min_chunks, item_lookups)
+        item_table = <int64_t *>malloc(n_items * sizeof(int64_t))
+        item_begin = <int64_t *>malloc(n_items * sizeof(int64_t))
+        item_end = <int64_t *>malloc(n_items * sizeof(int64_t))
         if item_table == NULL or item_begin == NULL or item_end == NULL:
             raise MemoryError()
+        n_items = 0
         for t in range(n_tables):
-            lookups = _last_offset(&tabs[t], n_bags)
-            n_chunks = max(min_chunks, (lookups + item_lookups - 1) // max(item_lookups, 1))
-            n_chunks = min(n_chunks, n_bags)
-            per_chunk = (n_bags + n_chunks - 1) // n_chunks
+            # ceil(bags / chunks) bags per item gives at most as many items as counted above.
+            per_chunk = _chunk_count(_last_offset(&tabs[t], n_bags), n_bags, min_chunks, item_lookups)
+            per_chunk = (n_bags + per_chunk - 1) // per_chunk
             k = 0
             while k < n_bags:
                 item_table[n_items] = t
