@@ -393,13 +393,14 @@ class PimBackend:
         weighted = any(self.tables[t].weighted for t in self._pim)
         n_segs_max = max(segs.hi[t] - segs.lo[t] for t in self._pim)
         scratch = [self._buffer(f"seg{k}", n_segs_max, np.int64) for k in range(3)]
-        # fresh output arrays each batch: the CSR travels with the handle until it completes
-        off = np.empty(bags_cap + 1, np.int64)
-        idx = np.empty(max(nnz_cap, 1), np.int32)
-        w = np.empty(max(nnz_cap, 1), np.float32) if weighted else None
-        bag_row = np.empty(max(bags_cap, 1), np.int64)
-        seg = np.empty(len(segs), np.int64)
-        bag_ptr = np.empty(len(segs) + 1, np.int64)
+        # reused from batch to batch (no page faults on fresh memory): only one batch is ever
+        # incomplete, and a batch's CSR is not needed once it is
+        off = self._buffer("off", bags_cap + 1, np.int64)
+        idx = self._buffer("idx", nnz_cap, np.int32)
+        w = self._buffer("w", nnz_cap, np.float32) if weighted else None
+        bag_row = self._buffer("bag_row", bags_cap, np.int64)
+        seg = self._buffer("job_seg", len(segs), np.int64)
+        bag_ptr = self._buffer("job_bag_ptr", len(segs) + 1, np.int64)
         bag_ptr[0] = 0
         off[0] = 0
         n_jobs = n_bags = nnz = 0
