@@ -6,7 +6,8 @@ batches of 64 ... 4,096, 64 / 256 emulated DPUs, every partitioning level. Per c
 
 * correctness (``err``): the largest error over every pooled element as a share of what is allowed:
   fp32 |PIM - CPU| / sum|x| (only the order of additions differs), integer modes |PIM - CPU| over
-  the quantisation bound (<= 1 means within it);
+  the quantisation bound (<= 1 means within it); ``fb``: share of batches the backend pooled on the
+  host (``--cpu-fallback``);
 * MEASURED on this host (median of ``--repeats``): the PIM backend's host stages (scatter, push,
   CPU-resident tables, wait, pull + reduce) and the whole lookup — the wait is the *emulator*
   running the DPUs on this CPU, not a DPU time — and the CPU backend on the same batch;
@@ -81,7 +82,7 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
     cfg = PlannerConfig(nr_dpus=nr_dpus, level=level, batch_size=ref_b, allow_cpu=not args.all_on_dpus,
                         value_mode="fp32" if args.value_mode == "f32" else "int32",
                         mram_bytes=(8 << 20) + region_bytes(args, nr_dpus), mram_reserve=8 << 20)
-    backend = PimBackend(value_mode=args.value_mode, planner_config=cfg)
+    backend = PimBackend(value_mode=args.value_mode, planner_config=cfg, cpu_fallback=args.cpu_fallback)
     t = time.perf_counter()
     backend.load(tables, profile=profile)
     load_s = time.perf_counter() - t
@@ -116,6 +117,7 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
             "imbalance_reads": st.extra["imbalance"]["reads"],
             "imbalance_kernel_modelled": st.extra["imbalance"]["kernel_modelled"],
             "cache_hit_rate": st.extra["cache_hit_rate"],
+            "cpu_fallback_share": st.extra["cpu_fallback_batches"] / st.batches,
             "reads_saved_per_batch": st.extra["reads_saved"] / st.batches,
         }
         total = row["modelled_ms"]["total"]
@@ -133,7 +135,7 @@ def print_rows(rows) -> None:
     print("\nMEASURED on this host (ms, median): pim = whole PIM lookup incl. the emulator's wait; cpu = CPU backend")
     print("MODELLED (ms, cost model fed with the emulator's counters): what a UPMEM server would take;")
     print("spd/meas = measured CPU backend / modelled PIM total; spd/mod = modelled CPU-only / modelled PIM total")
-    head = (f"{'trace':>9} {'pool':>5} {'B':>5} {'DPUs':>4} {'level':>10} {'tbl':>3} {'err':>8} | "
+    head = (f"{'trace':>9} {'pool':>5} {'B':>5} {'DPUs':>4} {'level':>10} {'tbl':>3} {'fb':>4} {'err':>8} | "
             f"{'scat':>6} {'push':>6} {'cpuT':>6} {'wait':>7} {'pullR':>6} {'pim':>7} {'cpu':>7} | "
             f"{'h2d':>6} {'kern':>6} {'d2h':>6} {'host':>6} {'total':>6} | {'imbR':>5} {'imbK':>5} {'hit%':>5} "
             f"{'spd/meas':>8} {'spd/mod':>7}")
@@ -141,7 +143,7 @@ def print_rows(rows) -> None:
     print("-" * len(head))
     for r in rows:
         me, mo = r["measured_ms"], r["modelled_ms"]
-        print(f"{r['trace']:>9} {r['pooling']:>5} {r['B']:>5} {r['dpus']:>4} {r['level']:>10} {r['dpu_tables']:>3} "
+        print(f"{r['trace']:>9} {r['pooling']:>5} {r['B']:>5} {r['dpus']:>4} {r['level']:>10} {r['dpu_tables']:>3} {r['cpu_fallback_share']:>4.0%} "
               f"{r['max_error_ratio']:>8.1e} | {me['scatter']:>6.2f} {me['push']:>6.2f} {me['cpu_tables']:>6.2f} "
               f"{me['wait']:>7.2f} {me['pull_reduce']:>6.2f} {r['measured_pim_lookup_ms']:>7.2f} "
               f"{r['measured_cpu_backend_ms']:>7.2f} | {mo['h2d']:>6.3f} {mo['kernel']:>6.3f} {mo['d2h']:>6.3f} "
@@ -159,6 +161,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="CPU backend threads (default: all)")
     ap.add_argument("--traces", nargs="+", default=["power-law", "uniform"], choices=["power-law", "uniform"])
+    ap.add_argument("--cpu-fallback", action="store_true",
+                    help="let the backend pool a batch on the host when the model says that is faster")
     ap.add_argument("--all-on-dpus", action="store_true", help="never keep tables on the CPU")
     ap.add_argument("--value-mode", default="f32", choices=["f32", "i32", "i8"])
     ap.add_argument("--mram-budget-mib", type=int, default=512, help="MRAM table region of all DPUs together")

@@ -70,6 +70,7 @@ class _Segments:
     tile_seg: np.ndarray        # [n_tiles] int32, segment of each plan tile (-1: not on a DPU)
     tile_row_base: np.ndarray   # [n_tiles] int32, first row of the tile inside its segment
     tiles: list[list[int]]      # plan tiles of each segment, in MRAM order
+    first_tile: np.ndarray      # [n_segs] int64, the first of them
     dpu: np.ndarray             # [n_segs] int64
     table: np.ndarray           # [n_segs] int64
     col_start: np.ndarray       # [n_segs] int64
@@ -103,8 +104,8 @@ class _Segments:
             hi[key[0]] = s + 1
         col = lambda k: np.array([key[k] for key in keys], np.int64)  # noqa: E731
         width = np.array([plan.tiles[m[0]].width for m in tiles], np.int64)
-        return cls(tile_seg, tile_row_base, tiles, col(2), col(0), col(1), width, np.array(rows, np.int64),
-                   lo, hi)
+        return cls(tile_seg, tile_row_base, tiles, np.array([m[0] for m in tiles], np.int64), col(2), col(0), col(1),
+                   width, np.array(rows, np.int64), lo, hi)
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -205,6 +206,9 @@ class PimBackend:
         planner_config: full :class:`PlannerConfig` (its ``nr_dpus`` and ``level`` win).
         cpu_threads: threads of the CPU backend that pools the CPU-resident tables.
         i32_headroom: rows an ``i32`` bag may sum without overflowing int32 (sets the scale).
+        cpu_fallback: pool a batch on the host instead when the cost model says the CPU would
+            be faster for it (plans are tuned for one batch size; small batches rarely pay the
+            fixed transfer and launch costs). Off by default: every batch runs on the DPUs.
         cost: the cost model behind ``stats().modelled_s``.
     """
 
@@ -212,7 +216,8 @@ class PimBackend:
 
     def __init__(self, nr_dpus: int | None = None, level: str | Level = "cache", plan: Plan | str | Path | None = None,
                  value_mode: str = "f32", dpu_profile: str = "", planner_config: PlannerConfig | None = None,
-                 cpu_threads: int | None = None, i32_headroom: int = 1024, cost: CostModel | None = None) -> None:
+                 cpu_threads: int | None = None, i32_headroom: int = 1024, cost: CostModel | None = None,
+                 cpu_fallback: bool = False) -> None:
         if value_mode not in VALUE_MODES:
             raise InvalidInputError(f"value_mode must be one of {sorted(VALUE_MODES)}, got {value_mode!r}")
         if nr_dpus is not None and nr_dpus < 1:
@@ -222,6 +227,7 @@ class PimBackend:
         self.dpu_profile = dpu_profile
         self.planner_config = planner_config
         self.cpu_threads = cpu_threads
+        self.cpu_fallback = cpu_fallback
         self.i32_headroom = int(i32_headroom)
         self.cost = cost or CostModel()
         self._nr_dpus = nr_dpus
@@ -346,6 +352,10 @@ class PimBackend:
         if self._pim:
             t0 = time.perf_counter()
             jobs = self._scatter(batch)
+            if self.cpu_fallback and self._cpu_is_faster(jobs, batch):
+                state["fallback"] = True
+                state["t"]["scatter"] = time.perf_counter() - t0
+                return self._pend(PimHandle(self, state))
             try:
                 rounds = self._rounds(jobs)
             except _JobTooLarge:
@@ -358,9 +368,24 @@ class PimBackend:
             self._launch(jobs, rounds[0])
             state["t"]["scatter"] = t1 - t0
             state["t"]["push"] = time.perf_counter() - t1
-        handle = PimHandle(self, state)
+        return self._pend(PimHandle(self, state))
+
+    def _pend(self, handle: PimHandle) -> PimHandle:
         self._pending = handle
         return handle
+
+    def _cpu_is_faster(self, jobs: _Jobs, batch: SparseBatch) -> bool:
+        """Whether the cost model predicts this batch faster on the host than on the DPUs (the
+        planner's own work estimate, fed with this batch's routed reads and partial sums)."""
+        plan = self.plan
+        first_tile = self._segs.first_tile[jobs.seg]     # a segment costs what its tiles' reads cost
+        reads = np.bincount(first_tile, weights=jobs.nnz, minlength=len(plan.tiles))
+        bags = np.bincount(first_tile, weights=jobs.n_bags, minlength=len(plan.tiles))
+        work = plan.work_from_tile_counts(reads, bags, host_lookups=jobs.lookups_mapped,
+                                          cpu_lookup_units=self._units(batch, self._cpu),
+                                          host_copy_lookups=jobs.lookups_copied)
+        on_dpus = self.cost.stages(work).total
+        return self.cost.cpu.seconds_units(self._units(batch, self._pim + self._cpu)) < on_dpus
 
     def _split(self, batch: SparseBatch) -> PimHandle:
         """Pool a batch too large for the DPUs' MRAM areas as two halves (stats count both)."""
@@ -496,15 +521,22 @@ class PimBackend:
         batch, times = state["batch"], state["t"]
         B = batch.batch_size
         out: list[np.ndarray | None] = [None] * len(self.tables)
+        fallback = state.get("fallback", False)
         t = time.perf_counter()
         if self._cpu:
-            sub = SparseBatch([batch.indices[i] for i in self._cpu], [batch.offsets[i] for i in self._cpu],
-                              [batch.weights[i] for i in self._cpu])
-            for i, res in zip(self._cpu, self._cpu_backend.lookup(sub)):
+            for i, res in zip(self._cpu, self._cpu_backend.lookup(_tables_of(batch, self._cpu))):
+                out[i] = res
+        if fallback:
+            from updlrm.embedding_bag import embedding_bags
+            pooled = embedding_bags([self.tables[i] for i in self._pim], _tables_of(batch, self._pim),
+                                    threads=self.cpu_threads)
+            for i, res in zip(self._pim, pooled):
                 out[i] = res
         times["cpu_tables"] = time.perf_counter() - t
-        work = None if self._pim else self._cpu_only_work(batch)
-        if self._pim:
+        on_dpus = bool(self._pim) and not fallback
+        work = None if on_dpus else self._host_only_work(batch)
+        self._fallbacks += fallback
+        if on_dpus:
             jobs, rounds, dst = state["jobs"], state["rounds"], state["dst"]
             for r, round_jobs in enumerate(rounds):
                 if r:
@@ -529,7 +561,7 @@ class PimBackend:
                 out[i] = view if self._stacked else np.ascontiguousarray(view)
             times["pull_reduce"] += time.perf_counter() - t
             work = self._work(jobs, len(rounds), batch)
-        self._record(batch, times, work, state.get("jobs"))
+        self._record(batch, times, work, state["jobs"] if on_dpus else None)
         return out
 
     # ------------------------------------------------------------------ stats
@@ -539,14 +571,15 @@ class PimBackend:
         except CountersUnavailableError:
             pass
 
-    def _cpu_units(self, batch: SparseBatch) -> float:
-        """Lookups x dim / ref_dim of the CPU-resident tables (the cost model's CPU work unit)."""
+    def _units(self, batch: SparseBatch, tables: Sequence[int]) -> float:
+        """Lookups x dim / ref_dim of some tables (the cost model's CPU work unit)."""
         ref = self.cost.cpu.ref_dim
-        return sum(batch.indices[t].size * self.tables[t].dim / ref for t in self._cpu)
+        return sum(batch.indices[t].size * self.tables[t].dim / ref for t in tables)
 
-    def _cpu_only_work(self, batch: SparseBatch) -> BatchWork:
+    def _host_only_work(self, batch: SparseBatch) -> BatchWork:
+        """A batch pooled entirely on the host (no PIM table, or a CPU fallback)."""
         work = BatchWork.zeros(self.plan.nr_dpus)
-        work.cpu_lookup_units = self._cpu_units(batch)
+        work.cpu_lookup_units = self._units(batch, self._pim + self._cpu)
         return work
 
     def _work(self, jobs: _Jobs, launches: int, batch: SparseBatch) -> BatchWork | None:
@@ -566,7 +599,7 @@ class PimBackend:
             value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
-        work.cpu_lookup_units = self._cpu_units(batch)
+        work.cpu_lookup_units = self._units(batch, self._cpu)
         return work
 
     def _reset_stats(self, load_s: float) -> None:
@@ -574,7 +607,7 @@ class PimBackend:
                                    modelled_s=dict.fromkeys(MODELLED_STAGES, 0.0))
         self._dpu_reads = np.zeros(self.plan.nr_dpus)
         self._dpu_kernel_s = np.zeros(self.plan.nr_dpus)
-        self._hits = self._saved = self._pim_lookups = 0
+        self._hits = self._saved = self._pim_lookups = self._fallbacks = 0
 
     def _record(self, batch: SparseBatch, times: dict[str, float], work: BatchWork | None, jobs: _Jobs | None) -> None:
         st = self._stats
@@ -602,12 +635,13 @@ class PimBackend:
             self._dpu_kernel_s += stages.kernel_per_dpu
 
     def stats(self) -> BackendStats:
-        """Measured host seconds per stage (``scatter``, ``push``, ``cpu_tables``, ``wait``,
-        ``pull_reduce``, ``load``) and MODELLED seconds a real UPMEM server would take for the same
+        """Measured host seconds per stage (``scatter``, ``push``, ``cpu_tables`` — CPU-resident
+        tables and CPU-fallback batches —, ``wait``, ``pull_reduce``, ``load``) and MODELLED seconds a real UPMEM server would take for the same
         batches (``h2d``, ``launch``, ``kernel`` = slowest DPU, ``d2h``, ``host``, ``cpu_tables``,
         ``total``), summed over the batches served. ``extra``: the plan's summary (modelled),
         per-DPU imbalance (max/mean) of the rows read and of the modelled kernel time, and the
-        observed cache hit rate (cache rows read / lookups of the PIM tables)."""
+        observed cache hit rate (cache rows read / lookups of the PIM tables run on the DPUs) and
+        the number of batches pooled on the host by ``cpu_fallback``."""
         st = self._stats
         if self.plan is None:
             return dataclasses.replace(st)
@@ -616,12 +650,18 @@ class PimBackend:
                  "imbalance": {"reads": _imbalance(self._dpu_reads),
                                "kernel_modelled": _imbalance(self._dpu_kernel_s)},
                  "cache_hit_rate": self._hits / self._pim_lookups if self._pim_lookups else 0.0,
-                 "reads_saved": self._saved}
+                 "reads_saved": self._saved, "cpu_fallback_batches": self._fallbacks}
         return dataclasses.replace(st, measured_s=dict(st.measured_s), modelled_s=dict(st.modelled_s), extra=extra)
 
 
 class _JobTooLarge(CapacityError):
     """One job alone exceeds a DPU's request or output area (smaller batches fit)."""
+
+
+def _tables_of(batch: SparseBatch, tables: Sequence[int]) -> SparseBatch:
+    """The bags of some tables of ``batch``."""
+    return SparseBatch([batch.indices[t] for t in tables], [batch.offsets[t] for t in tables],
+                       [batch.weights[t] for t in tables])
 
 
 def _round8(x: np.ndarray) -> np.ndarray:

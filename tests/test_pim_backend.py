@@ -218,6 +218,18 @@ def test_batches_too_large_for_the_mram_areas_are_split(tables, cpu, cpu_abs):
     backend.close()
 
 
+def test_cpu_fallback_pools_batches_the_model_prefers_on_the_host(tables, profile, cpu):
+    backend = PimBackend(planner_config=config("popularity"), cpu_fallback=True)
+    backend.load(tables, profile=profile)
+    tiny = random_batch(tables, 1, pooling=2, rng=np.random.default_rng(46))   # fixed costs dominate
+    for got, want in zip(backend.lookup(tiny), cpu.lookup(tiny)):
+        np.testing.assert_array_equal(got, want)                             # the CPU kernel itself
+    st = backend.stats()
+    assert st.extra["cpu_fallback_batches"] == 1 and st.measured_s["wait"] == 0
+    assert st.modelled_s["total"] == st.modelled_s["cpu_tables"] > 0 and st.modelled_s["kernel"] == 0
+    backend.close()
+
+
 # ---- CPU-resident tables, plans --------------------------------------------------------------------
 
 def test_tables_the_plan_keeps_on_the_cpu(tables, profile, cpu, cpu_abs, caplog):
