@@ -90,6 +90,7 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
     for b in batch_sizes:
         batch = random_batch(tables, b, pooling=pooling, skewed=skewed, rng=rng)
         want = cpu.lookup(batch)
+        st0 = backend.stats()
         got = backend.lookup(batch)
         err = error_ratio(backend, batch, got, want, abs_cpu.lookup(batch))
         cpu_s, pim_s, measured, modelled = [], [], [], []
@@ -117,7 +118,8 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
             "imbalance_reads": st.extra["imbalance"]["reads"],
             "imbalance_kernel_modelled": st.extra["imbalance"]["kernel_modelled"],
             "cache_hit_rate": st.extra["cache_hit_rate"],
-            "cpu_fallback_share": st.extra["cpu_fallback_batches"] / st.batches,
+            "cpu_fallback_share": ((st.extra["cpu_fallback_batches"] - st0.extra["cpu_fallback_batches"])
+                                   / (st.batches - st0.batches)),
             "reads_saved_per_batch": st.extra["reads_saved"] / st.batches,
         }
         total = row["modelled_ms"]["total"]

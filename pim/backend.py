@@ -15,6 +15,9 @@ Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBa
 4. wait, one pull, reduction in C (partial sums added, column slices placed, integers
    dequantised), then mean division and MAX fix-ups on the host.
 
+With ``cpu_fallback=True`` a batch the cost model predicts faster on the host (plans are tuned
+for one batch size) is pooled there instead, after the scatter that sized it.
+
 A batch whose jobs do not fit one launch (more than the kernel's 64 jobs on a DPU, or a request
 or output larger than the DPU's MRAM areas) runs in several rounds; a batch with a single job too
 large for those areas is pooled as two halves.
