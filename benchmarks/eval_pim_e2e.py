@@ -82,7 +82,8 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
     cfg = PlannerConfig(nr_dpus=nr_dpus, level=level, batch_size=ref_b, allow_cpu=not args.all_on_dpus,
                         value_mode="fp32" if args.value_mode == "f32" else "int32",
                         mram_bytes=(8 << 20) + region_bytes(args, nr_dpus), mram_reserve=8 << 20)
-    backend = PimBackend(value_mode=args.value_mode, planner_config=cfg, cpu_fallback=args.cpu_fallback)
+    backend = PimBackend(value_mode=args.value_mode, planner_config=cfg, cpu_fallback=args.cpu_fallback,
+                         cpu_threads=args.threads)
     t = time.perf_counter()
     backend.load(tables, profile=profile)
     load_s = time.perf_counter() - t
@@ -161,7 +162,7 @@ def main() -> None:
     ap.add_argument("--dpus", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512, 4096])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="CPU backend threads (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="threads of the CPU backend and of the PIM backend's host pooling (default: all)")
     ap.add_argument("--traces", nargs="+", default=["power-law", "uniform"], choices=["power-law", "uniform"])
     ap.add_argument("--cpu-fallback", action="store_true",
                     help="let the backend pool a batch on the host when the model says that is faster")
