@@ -184,3 +184,18 @@ def test_prefetch_distance_does_not_change_results():
             np.testing.assert_array_equal(embedding_bag(weight, indices, offsets, include_last_offset=True), base)
     finally:
         kernel.set_prefetch_distance(old)
+
+
+@pytest.mark.parametrize("dim", [8, 37, 64, 100])
+def test_empty_bags_at_work_item_edges(isa, dim, monkeypatch):
+    """Tiny work items, so items start and end on empty bags, in runs of empties and at the ends."""
+    monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
+    monkeypatch.setattr(eb, "ITEM_LOOKUPS", 3)
+    rng = np.random.default_rng(dim)
+    sizes = np.array([0, 0, 2, 1, 0, 3, 0, 0, 0, 1, 4, 0, 1, 1, 0, 0])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    weight = rng.standard_normal((20, dim)).astype(np.float32)
+    indices = rng.integers(0, 20, offsets[-1])
+    for mode in MODES:
+        got = embedding_bag(weight, indices, offsets, mode=mode, include_last_offset=True, threads=2)
+        np.testing.assert_allclose(got, reference_embedding_bag(weight, indices, offsets, None, mode), **TOL)

@@ -23,8 +23,8 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* On the dev VM (2-4 GB of tables, 256 B rows) 32-64 lookups ahead was the best range; 16 lost
- * 20-40% (single-thread loops over a 2 GB table; benchmarks/bench_kernel.py --prefetch). */
-static int prefetch_distance = 48;
+ * 20-40%, and 32 beat 48 for one-lookup bags (benchmarks/bench_kernel.py --prefetch). */
+static int prefetch_distance = 32;
 
 void ebag_set_prefetch_distance(int rows) { prefetch_distance = rows > 0 ? rows : 0; }
 int ebag_prefetch_distance(void) { return prefetch_distance; }

@@ -35,7 +35,7 @@ int ebag_uses_avx2(void);
  * Returns the new ebag_uses_avx2(). Not thread-safe against running ebag_pool calls. */
 int ebag_select_avx2(int want);
 
-/* How many lookups ahead rows are prefetched (default 48); values < 1 mean 0, no prefetch. */
+/* How many lookups ahead rows are prefetched (default 32); values < 1 mean 0, no prefetch. */
 void ebag_set_prefetch_distance(int rows);
 int ebag_prefetch_distance(void);
 
