@@ -382,6 +382,8 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
         (got,) = sess.run(None, feeds)
         with updlrm.load(path) as ref:
             np.testing.assert_allclose(got, ref.run(None, feeds)[0], atol=1e-6, rtol=0)
-    assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof.json"), "--level", "uniform",
+    assert main(["profile", str(path), str(data), "-o", str(tmp_path / "prof2.json"), "--batch-size", "16"]) == 0
+    assert "profile of 4 batches" in capsys.readouterr().out
+    assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof2.json"), "--level", "uniform",
                  "-o", str(tmp_path / "p2.json")]) == 0
     assert Plan.load(tmp_path / "p2.json").level == "uniform"
