@@ -179,8 +179,11 @@ class Session:
         return self._stats
 
     def close(self) -> None:
-        """Stop the dense worker thread."""
+        """Stop the dense worker thread and release the backend's resources (e.g. its DPUs)."""
         self._pool.shutdown(wait=True)
+        close_backend = getattr(self.backend, "close", None)
+        if close_backend is not None:
+            close_backend()
 
     def __enter__(self) -> "Session":
         return self

@@ -180,6 +180,9 @@ class AsyncCpuBackend:
     def stats(self):
         return self.inner.stats()
 
+    def close(self):
+        self.closed = True
+
 
 def test_score_pipelines_with_async_backend(exported):
     model, path = exported("bag_list", "ts11")
@@ -190,4 +193,5 @@ def test_score_pipelines_with_async_backend(exported):
     with updlrm.load(path, backend=backend) as sess:
         got = sess.score((feeds["dense_x"], sparse), batch_size=8, progress=False)
     assert backend.submitted == 7  # 50 samples in batches of 8
+    assert backend.closed  # leaving the session released the backend
     np.testing.assert_allclose(got, torch_out(model, args).reshape(-1), atol=1e-5, rtol=0)
