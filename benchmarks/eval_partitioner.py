@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT_NR_DPUS, LIGHT_SIZES, BatchWork,
-                                   CostModel, CpuModel, DpuModel, TransferModel)
+from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT_NR_DPUS, LIGHT_SIZES, CostModel,
+                                   CpuModel, DpuModel, TransferModel, pel_cloud8_work)
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
 from updlrm.pim.plan import TableSpec
 from updlrm.pim.profile import build_profile
@@ -75,7 +75,7 @@ def validation_rows() -> list[tuple[str, float, str, str]]:
                  "LIGHT [V]"))
     rows.append(("DPU->CPU per call, 1 KiB/DPU, 2,048 DPUs (ms)", tm.seconds(1024, 2048, "from_dpu") * 1e3, "1.06",
                  "LIGHT [V]"))
-    pel = pel_cloud8()
+    pel = pel_cloud8_work()
     st = cm.stages(pel)
     rows.append(("PIM-Embedding-Lookup cloud8 batch: 30 x 14M x 64 int32, 32 x 128 idx, 1,920 DPUs (ms)",
                  st.total * 1e3, "3.3-4.6", "PEL upmem/PERF.md [V] (out of sample)"))
@@ -83,20 +83,6 @@ def validation_rows() -> list[tuple[str, float, str, str]]:
         if k not in ("total", "cpu_tables", "scatter"):
             rows.append((f"  of which {k} (ms)", v * 1e3, "", ""))
     return rows
-
-
-def pel_cloud8() -> BatchWork:
-    """The PEL 'cloud8' configuration as per-DPU work: one int32 column of one table per DPU,
-    every index read with an 8-byte DMA, three pushes (indices, offsets, lengths), one pull."""
-    n, lookups, bags = 1920, 32 * 128, 32
-    w = BatchWork.zeros(n, "int32")
-    w.dma_read_calls[:], w.dma_read_bytes[:] = lookups, lookups * 8
-    w.dma_write_calls[:], w.dma_write_bytes[:] = bags, bags * 8
-    w.rows[:], w.elements[:], w.bags[:] = lookups, lookups, bags
-    w.transfer_calls = np.array([(0, lookups * 4, n), (0, bags * 4, n), (0, 8, n), (1, bags * 4, n)],
-                                dtype=[("direction", "u4"), ("bytes_per_dpu", "u8"), ("nr_dpus", "u4")])
-    w.host_reduce_bytes = 30 * bags * 64 * 4
-    return w
 
 
 # ---------------------------------------------------------------------------------------------

@@ -379,5 +379,22 @@ class CostModel:
         )
 
 
+def pel_cloud8_work() -> BatchWork:
+    """The validation workload of upmem.md §7.1 as per-DPU work: PIM-Embedding-Lookup's 'cloud8'
+    run (30 tables x 14 M rows x 64 int32 columns, one column of one table per DPU = 1,920 DPUs,
+    32 bags x 128 indices, 16 tasklets, logged 3.3-4.6 ms per batch). Each DPU reads every index
+    of its table with an 8-byte DMA and writes 32 bag results; three pushes (indices, offsets,
+    lengths) and one pull of its 32 results."""
+    n, lookups, bags = 1920, 32 * 128, 32
+    w = BatchWork.zeros(n, "int32")
+    w.dma_read_calls[:], w.dma_read_bytes[:] = lookups, lookups * 8
+    w.dma_write_calls[:], w.dma_write_bytes[:] = bags, bags * 8
+    w.rows[:], w.elements[:], w.bags[:] = lookups, lookups, bags
+    w.transfer_calls = np.array([(0, lookups * 4, n), (0, bags * 4, n), (0, 8, n), (1, bags * 4, n)],
+                                dtype=[("direction", "u4"), ("bytes_per_dpu", "u8"), ("nr_dpus", "u4")])
+    w.host_reduce_bytes = 30 * bags * 64 * 4
+    return w
+
+
 def _pad8(nbytes: float) -> float:
     return float(np.ceil(nbytes / DMA_ALIGN) * DMA_ALIGN)

@@ -18,7 +18,8 @@ What an executor needs, per table placed on the DPUs (``TablePlan.placement == "
   and its row stride (bytes, multiple of 8). Local row ``l`` of a tile is at
   ``mram_offset + l * row_stride`` and holds columns ``col_start .. col_stop-1`` of that row.
 
-Routing one bag ``b`` (its index within the batch) of a PIM table (see :meth:`Plan.route`):
+Routing one bag ``b`` (its index within the batch) of a PIM table (implemented once, in
+:func:`updlrm.pim._scatter.route`; :meth:`Plan.route` calls it):
 
 1. cache substitution: for every cache entry all of whose member rows occur in the bag, one
    occurrence of each member is replaced by the entry's single cache row;
@@ -36,12 +37,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numba
 import numpy as np
 
 from updlrm.errors import InvalidInputError
 
+from . import _scatter
 from .cost_model import BatchWork, CostModel, StageTimes
+from .profile import data_paths, read_versioned_json
 
 PLAN_FORMAT = "updlrm.pim_plan"
 PLAN_VERSION = 1
@@ -249,18 +251,19 @@ class Plan:
             raise InvalidInputError(f"table {tp.spec.name!r} is CPU-resident in this plan")
         idx = np.ascontiguousarray(indices, dtype=np.int64)
         off = np.ascontiguousarray(offsets, dtype=np.int64)
-        n_cache = tp.n_cache
-        row_cache = tp.row_cache if tp.row_cache is not None else np.full(1, -1, np.int32)
-        cache_ptr = tp.cache_ptr if tp.cache_ptr is not None else np.zeros(1, np.int64)
-        cache_rows = tp.cache_rows if tp.cache_rows is not None else np.zeros(0, np.int64)
+        cached = tp.n_cache > 0
         cap = idx.size * tp.n_slices
-        tile = np.empty(cap, np.int32)
-        local = np.empty(cap, np.int32)
-        bag = np.empty(cap, np.int32)
-        m, hits, saved = _route(idx, off, tp.spec.rows, n_cache > 0, row_cache, cache_ptr, cache_rows,
-                                tp.row_group, tp.row_local, tp.replica_ptr, tp.replica_cut, tp.group_ptr,
-                                tp.group_tiles, tp.n_slices, tile, local, bag)
-        return Routed(tile[:m], local[:m], bag[:m], int(hits), int(saved) * tp.n_slices)
+        tile, local, bag = (np.empty(cap, np.int32) for _ in range(3))
+        m, hits, saved = _scatter.route(
+            idx, off, tp.spec.rows,
+            np.ascontiguousarray(tp.row_cache, np.int32) if cached else np.zeros(0, np.int32),
+            np.ascontiguousarray(tp.cache_ptr, np.int64) if cached else np.zeros(1, np.int64),
+            np.ascontiguousarray(tp.cache_rows, np.int64) if cached else np.zeros(0, np.int64),
+            np.ascontiguousarray(tp.row_group, np.int32), np.ascontiguousarray(tp.row_local, np.int32),
+            np.ascontiguousarray(tp.replica_ptr, np.int64), np.ascontiguousarray(tp.replica_cut, np.float64),
+            np.ascontiguousarray(tp.group_ptr, np.int64), np.ascontiguousarray(tp.group_tiles, np.int32),
+            tp.n_slices, tile, local, bag, np.zeros(0, np.int64))
+        return Routed(tile[:m], local[:m], bag[:m], hits, saved * tp.n_slices)
 
     def tile_image(self, tile_id: int, weight: np.ndarray) -> np.ndarray:
         """The rows of a tile as the executor writes them to MRAM (float32 ``[num_rows, width]``,
@@ -370,8 +373,7 @@ class Plan:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.json`` (everything but the big arrays) and ``<path>.npz`` (row maps)."""
-        base = Path(path)
-        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
+        json_path, npz_path = data_paths(path)
         arrays = {}
         tables_meta = []
         for i, tp in enumerate(self.tables):
@@ -393,14 +395,7 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         """Read a plan written by :meth:`save` (and check its internal consistency)."""
-        base = Path(path)
-        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
-        meta = json.loads(json_path.read_text())
-        if meta.get("format") != PLAN_FORMAT:
-            raise InvalidInputError(f"{json_path}: not a PIM plan (format {meta.get('format')!r})")
-        if meta.get("version") != PLAN_VERSION:
-            raise InvalidInputError(f"{json_path}: plan version {meta.get('version')} is not supported "
-                                    f"(this updlrm reads version {PLAN_VERSION})")
+        meta, npz_path = read_versioned_json(path, PLAN_FORMAT, PLAN_VERSION, "a PIM plan")
         tables = []
         with np.load(npz_path) as z:
             for i, tm in enumerate(meta["tables"]):
@@ -419,64 +414,3 @@ def _json_default(obj: Any) -> Any:
         return obj.item()
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
-
-@numba.njit(cache=True, nogil=True)
-def _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group, row_local,
-           replica_ptr, replica_cut, group_ptr, group_tiles, n_slices, out_tile, out_local, out_bag):
-    n_cache = cache_ptr.shape[0] - 1
-    member_stamp = np.zeros(max(cache_rows.shape[0], 1), np.int64)   # member seen in this bag
-    member_used = np.zeros(max(cache_rows.shape[0], 1), np.int64)    # member consumed by its entry
-    entry_stamp = np.zeros(max(n_cache, 1), np.int64)
-    entry_count = np.zeros(max(n_cache, 1), np.int64)
-    entry_emitted = np.zeros(max(n_cache, 1), np.int64)
-    m = 0
-    hits = 0
-    saved = 0
-    n_bags = off.shape[0] - 1
-    for b in range(n_bags):
-        stamp = b + 1
-        pos = (b + 0.5) / n_bags
-        if use_cache:
-            for i in range(off[b], off[b + 1]):
-                e = row_cache[idx[i]]
-                if e >= 0:
-                    if entry_stamp[e] != stamp:
-                        entry_stamp[e] = stamp
-                        entry_count[e] = 0
-                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
-                        if cache_rows[p] == idx[i] and member_stamp[p] != stamp:
-                            member_stamp[p] = stamp
-                            entry_count[e] += 1
-        for i in range(off[b], off[b + 1]):
-            r = idx[i]
-            if use_cache:
-                e = row_cache[r]
-                if e >= 0 and entry_stamp[e] == stamp and entry_count[e] == cache_ptr[e + 1] - cache_ptr[e]:
-                    consumed = False
-                    for p in range(cache_ptr[e], cache_ptr[e + 1]):
-                        if cache_rows[p] == r and member_used[p] != stamp:
-                            member_used[p] = stamp
-                            consumed = True
-                    if consumed:
-                        if entry_emitted[e] == stamp:
-                            saved += 1
-                            continue
-                        entry_emitted[e] = stamp
-                        hits += 1
-                        r = num_rows + e
-            g = row_group[r]
-            lo = replica_ptr[g]
-            hi = replica_ptr[g + 1] - 1
-            while lo < hi:                  # first replica whose cut lies above this bag
-                mid = (lo + hi) // 2
-                if replica_cut[mid] > pos:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            base = group_ptr[g] + (lo - replica_ptr[g]) * n_slices
-            for j in range(n_slices):
-                out_tile[m] = group_tiles[base + j]
-                out_local[m] = row_local[r]
-                out_bag[m] = b
-                m += 1
-    return m, hits, saved

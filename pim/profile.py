@@ -199,7 +199,7 @@ class AccessProfile:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.json`` and ``<path>.npz`` (any suffix of ``path`` is replaced)."""
-        json_path, npz_path = _paths(path)
+        json_path, npz_path = data_paths(path)
         arrays: dict[str, np.ndarray] = {}
         meta_tables = []
         for i, t in enumerate(self.tables):
@@ -225,13 +225,7 @@ class AccessProfile:
     @classmethod
     def load(cls, path: str | Path) -> "AccessProfile":
         """Read a profile written by :meth:`save`."""
-        json_path, npz_path = _paths(path)
-        meta = json.loads(json_path.read_text())
-        if meta.get("format") != PROFILE_FORMAT:
-            raise InvalidInputError(f"{json_path}: not an access profile (format {meta.get('format')!r})")
-        if meta.get("version") != PROFILE_VERSION:
-            raise InvalidInputError(f"{json_path}: profile version {meta.get('version')} is not supported "
-                                    f"(this updlrm reads version {PROFILE_VERSION})")
+        meta, npz_path = read_versioned_json(path, PROFILE_FORMAT, PROFILE_VERSION, "an access profile")
         tables = []
         with np.load(npz_path) as z:
             for i, m in enumerate(meta["tables"]):
@@ -246,9 +240,24 @@ class AccessProfile:
         return cls(tables, meta["num_batches"], meta["params"])
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
+def data_paths(path: str | Path) -> tuple[Path, Path]:
+    """``<path>.json`` and ``<path>.npz`` (any suffix of ``path`` replaced): where a profile or a
+    plan keeps its metadata and its arrays."""
     base = Path(path)
     return base.with_suffix(".json"), base.with_suffix(".npz")
+
+
+def read_versioned_json(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str, Any], Path]:
+    """The metadata of a file pair written as :func:`data_paths` says, and the path of its arrays;
+    :class:`InvalidInputError` unless it has format ``fmt`` and version ``version``."""
+    json_path, npz_path = data_paths(path)
+    meta = json.loads(json_path.read_text())
+    if meta.get("format") != fmt:
+        raise InvalidInputError(f"{json_path}: not {what} (format {meta.get('format')!r})")
+    if meta.get("version") != version:
+        raise InvalidInputError(f"{json_path}: {what} version {meta.get('version')} is not supported "
+                                f"(this updlrm reads version {version})")
+    return meta, npz_path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from updlrm.pim.cost_model import (LIGHT_GIBPS, LIGHT_NR_DPUS, LIGHT_SIZES, BatchWork, CostModel, CpuModel,
-                                   DpuModel, TransferModel)
+                                   DpuModel, TransferModel, pel_cloud8_work)
 
 TOL = 0.25
 
@@ -97,22 +97,6 @@ def test_transfer_time_has_a_per_call_floor_and_grows_with_bytes():
 
 
 # ---- whole batches ---------------------------------------------------------------------------
-
-def pel_cloud8_work() -> BatchWork:
-    """PIM-Embedding-Lookup 'cloud8' run (upmem.md §7.1): 30 tables x 14 M rows x 64 int32 columns,
-    one column per DPU (1,920 DPUs), 32 bags x 128 indices, 16 tasklets. Each DPU reads every index
-    of its table with an 8-byte DMA, writes 32 bag results, gets three pushes (indices, offsets,
-    lengths) and one pull of its 32 results."""
-    n, lookups, bags = 1920, 32 * 128, 32
-    w = BatchWork.zeros(n, "int32")
-    w.dma_read_calls[:], w.dma_read_bytes[:] = lookups, lookups * 8
-    w.dma_write_calls[:], w.dma_write_bytes[:] = bags, bags * 8
-    w.rows[:], w.elements[:], w.bags[:] = lookups, lookups, bags
-    w.transfer_calls = np.array([(0, lookups * 4, n), (0, bags * 4, n), (0, 8, n), (1, bags * 4, n)],
-                                dtype=[("direction", "u4"), ("bytes_per_dpu", "u8"), ("nr_dpus", "u4")])
-    w.host_reduce_bytes = 30 * bags * 64 * 4
-    return w
-
 
 def test_pim_embedding_lookup_logged_batch_time():
     # logged: 3.3-4.6 ms per batch (upmem.md §7.1); the model must land within 25% of that range
