@@ -26,6 +26,7 @@ Every time here is MODELLED.
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -671,8 +672,48 @@ class _Groups:
         """LPT with equal bag shares, moves, extra replicas where they lower the slowest DPU,
         moves, then bag shares re-weighted to even the DPUs out; returns the tiles with DPU, MRAM
         offset and share, and fills the tables' group arrays."""
-        t_group, t_slice, t_rindex, t_bytes = [], [], [], []
         units = [self._unit_loads(gid, coster, cfg.batch_size) for gid in range(len(self.replicas))]
+        self._fit_replicas(units, cfg.memory_fill * usable * cfg.nr_dpus)
+        try:
+            return self._place(tables, units, coster, cfg, usable)
+        except CapacityError:
+            if max(self.replicas, default=1) == 1:
+                raise
+            # the replicas did not pack: a plan without them must not fail because of them
+            log.info("replicated tiles do not pack into %d DPUs: planning one replica per group, "
+                     "replicas added only where room remains", cfg.nr_dpus)
+            self.replicas = [1] * len(self.replicas)
+            return self._place(tables, units, coster, cfg, usable)
+
+    def _group_bytes(self, gid: int) -> int:
+        """MRAM bytes of one replica of a group (all its column slices)."""
+        b = self.bounds[gid]
+        return self.size[gid] * sum(_stride(b1 - b0) for b0, b1 in zip(b, b[1:]))
+
+    def _fit_replicas(self, units: list[np.ndarray], budget: float) -> None:
+        """Trim the wanted replica counts to the MRAM ``budget``: every group keeps one replica,
+        extra replicas go, one at a time, to the group whose replicas carry the most load each
+        (water filling) while room remains."""
+        nbytes = [self._group_bytes(gid) for gid in range(len(self.replicas))]
+        room = budget - sum(nbytes)
+        if room >= sum((k - 1) * b for k, b in zip(self.replicas, nbytes)):
+            return
+        want = self.replicas
+        self.replicas = [1] * len(want)
+        heap = [(-float(units[gid].sum()), gid) for gid in range(len(want)) if want[gid] > 1]
+        heapq.heapify(heap)
+        while heap:
+            _, gid = heapq.heappop(heap)
+            if nbytes[gid] > room:
+                continue
+            room -= nbytes[gid]
+            k = self.replicas[gid] = self.replicas[gid] + 1
+            if k < want[gid]:
+                heapq.heappush(heap, (-float(units[gid].sum()) / k, gid))
+
+    def _place(self, tables: list[TablePlan], units: list[np.ndarray], coster: _TileCoster, cfg: PlannerConfig,
+               usable: int) -> list[Tile]:
+        t_group, t_slice, t_rindex, t_bytes = [], [], [], []
         for gid, k in enumerate(self.replicas):
             b = self.bounds[gid]
             for r in range(k):

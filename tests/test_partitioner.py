@@ -91,6 +91,20 @@ def test_capacity_error_says_which_table_and_by_how_much():
 
 # ---- every row mapped exactly once, replicas complete --------------------------------------------
 
+@pytest.mark.parametrize("level", [Level.POPULARITY, Level.CACHE])
+def test_replication_never_makes_a_fitting_plan_fail(profile, level):
+    # 192 KiB per DPU: one copy of every row fits (the uniform plan), the replicas the hot groups
+    # want do not; they must be trimmed to the room left, not make the plan fail
+    tight = dict(mram_bytes=(8 << 20) + (192 << 10))
+    without = make_plan(SPECS, profile, config(Level.UNIFORM, **tight))
+    one_copy = sum(t.nbytes for t in without.tiles)
+    plan = make_plan(SPECS, profile, config(level, **tight))
+    plan.validate()
+    assert plan.mram_used().max() <= plan.table_region_bytes
+    assert sum(t.nbytes for t in plan.tiles) <= 0.9 * plan.table_region_bytes * NR_DPUS
+    assert sum(t.nbytes for t in plan.tiles) >= one_copy    # every row still stored at least once
+
+
 @pytest.mark.parametrize("level", list(Level))
 def test_every_row_is_mapped_once_and_every_replica_has_its_tiles(plans, level):
     plan = plans[level]
