@@ -7,7 +7,7 @@ batches of 64 ... 4,096, 64 / 256 emulated DPUs, every partitioning level. Per c
 * correctness (``err``): the largest error over every pooled element as a share of what is allowed:
   fp32 |PIM - CPU| / sum|x| (only the order of additions differs), integer modes |PIM - CPU| over
   the quantisation bound (<= 1 means within it); ``fb``: share of batches the backend pooled on the
-  host (``--cpu-fallback``);
+  host (the backend's default CPU fallback; ``--no-cpu-fallback`` runs every batch on the DPUs);
 * MEASURED on this host (median of ``--repeats``): the PIM backend's host stages (scatter, push,
   CPU-resident tables, wait, pull + reduce) and the whole lookup — the wait is the *emulator*
   running the DPUs on this CPU, not a DPU time — and the CPU backend on the same batch;
@@ -164,8 +164,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="threads of the CPU backend and of the PIM backend's host pooling (default: all)")
     ap.add_argument("--traces", nargs="+", default=["power-law", "uniform"], choices=["power-law", "uniform"])
-    ap.add_argument("--cpu-fallback", action="store_true",
-                    help="let the backend pool a batch on the host when the model says that is faster")
+    ap.add_argument("--no-cpu-fallback", dest="cpu_fallback", action="store_false",
+                    help="run every batch on the DPUs (by default the backend pools a batch on the host "
+                         "when the model says that is faster)")
     ap.add_argument("--all-on-dpus", action="store_true", help="never keep tables on the CPU")
     ap.add_argument("--value-mode", default="f32", choices=["f32", "i32", "i8"])
     ap.add_argument("--mram-budget-mib", type=int, default=512, help="MRAM table region of all DPUs together")

@@ -15,8 +15,8 @@ Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBa
 4. wait, one pull, reduction in C (partial sums added, column slices placed, integers
    dequantised), then mean division and MAX fix-ups on the host.
 
-With ``cpu_fallback=True`` a batch the cost model predicts faster on the host (plans are tuned
-for one batch size) is pooled there instead, after the scatter that sized it.
+With ``cpu_fallback=True`` (the default) a batch the cost model predicts faster on the host (plans
+are tuned for one batch size) is pooled there instead, after the scatter that sized it.
 
 A batch whose jobs do not fit one launch (more than the kernel's 64 jobs on a DPU, or a request
 or output larger than the DPU's MRAM areas) runs in several rounds; a batch with a single job too
@@ -211,7 +211,9 @@ class PimBackend:
         i32_headroom: rows an ``i32`` bag may sum without overflowing int32 (sets the scale).
         cpu_fallback: pool a batch on the host instead when the cost model says the CPU would
             be faster for it (plans are tuned for one batch size; small batches rarely pay the
-            fixed transfer and launch costs). Off by default: every batch runs on the DPUs.
+            fixed transfer and launch costs). On by default, so PIM never makes the engine
+            slower than the CPU backend by the model's account; ``False`` runs every batch on
+            the DPUs.
         cost: the cost model behind ``stats().modelled_s``.
     """
 
@@ -220,7 +222,7 @@ class PimBackend:
     def __init__(self, nr_dpus: int | None = None, level: str | Level = "cache", plan: Plan | str | Path | None = None,
                  value_mode: str = "f32", dpu_profile: str = "", planner_config: PlannerConfig | None = None,
                  cpu_threads: int | None = None, i32_headroom: int = 1024, cost: CostModel | None = None,
-                 cpu_fallback: bool = False) -> None:
+                 cpu_fallback: bool = True) -> None:
         if value_mode not in VALUE_MODES:
             raise InvalidInputError(f"value_mode must be one of {sorted(VALUE_MODES)}, got {value_mode!r}")
         if nr_dpus is not None and nr_dpus < 1:

@@ -78,7 +78,8 @@ def backends(tables, profile):
 
 
 def _loaded(tables, profile, level, mode):
-    backend = PimBackend(value_mode=mode, planner_config=config(level, value_mode="fp32" if mode == "f32" else "int32"))
+    backend = PimBackend(value_mode=mode, planner_config=config(level, value_mode="fp32" if mode == "f32" else "int32"),
+                         cpu_fallback=False)
     backend.load(tables, profile=profile)
     return backend
 
@@ -116,7 +117,7 @@ def test_fp32_matches_cpu_backend(backends, tables, cpu, cpu_abs, level):
 
 def test_float16_tables(profile):
     tables = make_tables(seed=4, dtype=np.float16)
-    backend = PimBackend(planner_config=config("cache"))
+    backend = PimBackend(planner_config=config("cache"), cpu_fallback=False)
     backend.load(tables, profile=profile)
     cpu, cpu_abs = CpuBackend(threads=1), CpuBackend(threads=1)
     cpu.load(tables)
@@ -163,7 +164,7 @@ def test_integer_modes_within_their_bound(backends, tables, cpu, cpu_abs, level,
 def test_int32_overflow_is_raised_not_wrapped():
     weight = np.full((10, 8), 1.0, np.float32)
     tables = [EmbeddingTable("ones", weight)]
-    backend = PimBackend(value_mode="i32", i32_headroom=4,
+    backend = PimBackend(value_mode="i32", i32_headroom=4, cpu_fallback=False,
                          planner_config=PlannerConfig(nr_dpus=2, level="uniform", batch_size=4, allow_cpu=False))
     backend.load(tables)
     ok = SparseBatch.from_jagged([np.zeros(4, np.int64)], [np.array([0, 4])], include_last_offset=True)
@@ -193,7 +194,8 @@ def test_empty_bags_and_batch_of_one(backends, tables, cpu, cpu_abs):
 def test_rounds_when_a_dpu_holds_more_segments_than_the_kernel_takes_jobs():
     rng = np.random.default_rng(40)
     tables = [EmbeddingTable(f"s{i}", rng.standard_normal((20 + i, 8)).astype(np.float32)) for i in range(70)]
-    backend = PimBackend(planner_config=PlannerConfig(nr_dpus=1, level="uniform", batch_size=32, allow_cpu=False))
+    backend = PimBackend(planner_config=PlannerConfig(nr_dpus=1, level="uniform", batch_size=32, allow_cpu=False),
+                         cpu_fallback=False)
     backend.load(tables)
     batch = random_batch(tables, 32, pooling=(1, 4), rng=rng)
     jobs = backend._scatter(batch)
@@ -210,7 +212,7 @@ def test_rounds_when_a_dpu_holds_more_segments_than_the_kernel_takes_jobs():
 def test_batches_too_large_for_the_mram_areas_are_split(tables, cpu, cpu_abs):
     # 64 KiB request and output areas: 512 bags x 64 B of one job already fill the output area
     cfg = config("uniform", nr_dpus=1, mram_bytes=64 << 20, mram_reserve=128 << 10)
-    backend = PimBackend(planner_config=cfg)
+    backend = PimBackend(planner_config=cfg, cpu_fallback=False)
     backend.load(tables)
     batch = random_batch(tables, 2048, pooling=(1, 3), rng=np.random.default_rng(45))
     assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
@@ -219,7 +221,7 @@ def test_batches_too_large_for_the_mram_areas_are_split(tables, cpu, cpu_abs):
 
 
 def test_cpu_fallback_pools_batches_the_model_prefers_on_the_host(tables, profile, cpu):
-    backend = PimBackend(planner_config=config("popularity"), cpu_fallback=True)
+    backend = PimBackend(planner_config=config("popularity"))   # cpu_fallback is on by default
     backend.load(tables, profile=profile)
     tiny = random_batch(tables, 1, pooling=2, rng=np.random.default_rng(46))   # fixed costs dominate
     for got, want in zip(backend.lookup(tiny), cpu.lookup(tiny)):
@@ -236,7 +238,7 @@ def test_tables_the_plan_keeps_on_the_cpu(tables, profile, cpu, cpu_abs, caplog)
     plan = make_plan(tables, profile, config("popularity"))
     plan.tables[2].placement = "cpu"          # the MAX table and the tiny one stay on the host
     plan.tables[4].placement = "cpu"
-    backend = PimBackend(plan=plan)
+    backend = PimBackend(plan=plan, cpu_fallback=False)
     with caplog.at_level("INFO", logger="updlrm.pim.backend"):
         backend.load(tables)
     assert "'t2' stays on the CPU" in caplog.text
@@ -251,7 +253,7 @@ def test_tables_the_plan_keeps_on_the_cpu(tables, profile, cpu, cpu_abs, caplog)
 def test_plan_save_load_and_mismatch(tmp_path, tables, profile, cpu, cpu_abs):
     plan = make_plan(tables, profile, config("cache"))
     plan.save(tmp_path / "plan.json")
-    backend = PimBackend(plan=tmp_path / "plan.json")
+    backend = PimBackend(plan=tmp_path / "plan.json", cpu_fallback=False)
     backend.load(tables)
     batch = batches(tables, seed=60)[0]
     assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
@@ -305,7 +307,7 @@ def test_submit_returns_before_the_result_and_batches_stay_apart(backends, table
 
 
 def test_stats_keep_measured_and_modelled_apart(tables, profile):
-    backend = PimBackend(planner_config=config("cache"))
+    backend = PimBackend(planner_config=config("cache"), cpu_fallback=False)
     backend.load(tables, profile=profile)
     for batch in batches(tables, seed=90):
         backend.lookup(batch)
@@ -333,7 +335,7 @@ def test_exported_dlrm_matches_pytorch(dlrm_export, variant, exporter):
     from dlrm_models import sample_inputs
     model, path = dlrm_export(variant, exporter)
     cfg = PlannerConfig(nr_dpus=16, level="cache", batch_size=32, allow_cpu=False)
-    with updlrm.load(path, backend="pim", nr_dpus=16, planner_config=cfg) as sess:
+    with updlrm.load(path, backend="pim", nr_dpus=16, planner_config=cfg, cpu_fallback=False) as sess:
         assert sess.stats().backend.extra["tables_on_cpu"] == []
         for batch_size, pooling in [(1, (0, 3)), (32, (0, 6)), (8, (30, 40))]:
             args, feeds = sample_inputs(variant, batch_size, pooling, seed=batch_size, exporter=exporter)
@@ -349,7 +351,8 @@ def test_session_score_pipelines_over_the_pim_backend(dlrm_export):
     model, path = dlrm_export("bag_list", "ts11")
     args, feeds = sample_inputs("bag_list", 50, (0, 5), exporter="ts11")
     sparse = SparseBatch.from_jagged([feeds[f"indices_{k}"] for k in range(3)], [feeds[f"offsets_{k}"] for k in range(3)])
-    with updlrm.load(path, backend="pim", planner_config=PlannerConfig(nr_dpus=8, allow_cpu=False)) as sess:
+    with updlrm.load(path, backend="pim", planner_config=PlannerConfig(nr_dpus=8, allow_cpu=False),
+                     cpu_fallback=False) as sess:
         got = sess.score((feeds["dense_x"], sparse), batch_size=8, progress=False)
         assert sess.stats().backend.batches == 7
     with torch.inference_mode():
@@ -378,7 +381,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     plan = Plan.load(out)
     assert plan.level == "cache" and plan.nr_dpus == 16
     assert (tmp_path / "prof.json").exists()
-    with updlrm.load(path, backend="pim", plan=out) as sess:
+    with updlrm.load(path, backend="pim", plan=out, cpu_fallback=False) as sess:
         (got,) = sess.run(None, feeds)
         with updlrm.load(path) as ref:
             np.testing.assert_allclose(got, ref.run(None, feeds)[0], atol=1e-6, rtol=0)
