@@ -290,7 +290,7 @@ def main() -> None:
 
         print(f"# tables {args.tables} x {args.rows} rows x {args.dim} fp32 = {data.nbytes / 1e9:.2f} GB, "
               f"pages={args.pages} (filled in {fill_s:.1f} s), threads={args.threads}, "
-              f"updlrm avx2={kernel.uses_avx2()} prefetch={kernel.prefetch_distance()}, "
+              f"updlrm isa={kernel.isa()} prefetch={kernel.prefetch_distance()}, "
               f"median of {args.repeats}, cpu: {os.cpu_count()} cores")
         header = ("| B | pooling | lookups/batch | updlrm M/s | torch M/s | gather limit M/s | "
                   "updlrm/torch | updlrm/limit | validate ms/batch | foreign cores |")

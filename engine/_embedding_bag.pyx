@@ -30,8 +30,8 @@ cdef extern from "embedding_bag.h" nogil:
         int32_t mode
 
     void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end) noexcept
-    int ebag_uses_avx2() noexcept
-    int ebag_select_avx2(int want) noexcept
+    int ebag_isa() noexcept
+    int ebag_select_isa(int max_isa) noexcept
     void ebag_set_prefetch_distance(int rows) noexcept
     int ebag_prefetch_distance() noexcept
     int64_t ebag_first_out_of_range_i32(const int32_t *indices, int64_t n, int64_t rows) noexcept
@@ -48,17 +48,21 @@ ctypedef fused index_t:
 
 
 
-def uses_avx2():
-    """Whether the AVX2/FMA/F16C code path is active on this CPU."""
-    return bool(ebag_uses_avx2())
+#: Kernel code paths, slowest first (``enum ebag_isa`` in kernels/embedding_bag.h).
+ISAS = ("portable", "avx2", "avx512")
 
 
-def select_avx2(bint want):
-    """Use the AVX2 path when ``want`` and the CPU supports it, else the portable C path.
+def isa():
+    """The code path in use: the best of ``ISAS`` this CPU supports, unless ``select_isa`` capped it."""
+    return ISAS[ebag_isa()]
 
-    Returns whether the AVX2 path is now active. Meant for tests; do not call while pooling.
+
+def select_isa(str max_isa):
+    """Use the best path up to ``max_isa`` (a name in ``ISAS``) that the CPU supports.
+
+    Returns the name of the path now in use. Meant for tests; do not call while pooling.
     """
-    return bool(ebag_select_avx2(want))
+    return ISAS[ebag_select_isa(ISAS.index(max_isa))]
 
 
 def set_prefetch_distance(int rows):

@@ -18,14 +18,16 @@ MODES = ["sum", "mean", "max"]
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(params=["avx2", "portable"])
+@pytest.fixture(params=kernel.ISAS)
 def isa(request):
-    """Run a test on the AVX2 path (where the CPU has it) and on the portable C path."""
-    active = kernel.select_avx2(request.param == "avx2")
-    if request.param == "avx2" and not active:
-        pytest.skip("CPU lacks AVX2/FMA/F16C")
-    yield request.param
-    kernel.select_avx2(True)
+    """Run a test on every kernel code path (AVX-512, AVX2, portable C) the CPU supports."""
+    active = kernel.select_isa(request.param)
+    try:
+        if active != request.param:
+            pytest.skip(f"CPU lacks {request.param}")
+        yield request.param
+    finally:
+        kernel.select_isa(kernel.ISAS[-1])
 
 
 def random_bags(rng, n_bags, rows, lengths=(0, 1, 2, 5, 17, 55)):

@@ -2,10 +2,10 @@
  *
  * Random row gathers on the target machines are bound by memory latency, so the loop keeps
  * misses in flight by prefetching the rows of upcoming indices, and the per-row arithmetic is
- * vectorised. Every (weight, index) type pair is compiled twice: from pool_bags_avx2.inc with
- * AVX2+FMA+F16C intrinsics (accumulators in registers) and from pool_bags.inc as plain C loops
- * that gcc vectorises for the baseline ISA. The path is chosen at run time, so the build needs
- * no -march flag.
+ * vectorised. Every (weight, index) type pair is compiled three times: from pool_bags_simd.inc
+ * with AVX-512 and with AVX2 intrinsics (accumulators in registers), and from pool_bags.inc as
+ * plain C loops that gcc vectorises for the baseline ISA. The path is chosen at run time from
+ * what the CPU supports, so the build needs no -march flag.
  */
 #include "embedding_bag.h"
 
@@ -126,17 +126,29 @@ INLINE void row_apply_f16_portable(enum row_op op, float *restrict acc,
 
 typedef void (*pool_fn)(const ebag_table *, int64_t, int64_t);
 
-/* Indexed by weight_is_f16 * 2 + index_is_i64. */
-static const pool_fn portable_fns[4] = {
-    pool_f32_i32_portable, pool_f32_i64_portable, pool_f16_i32_portable, pool_f16_i64_portable,
-};
-
 #if EBAG_X86
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
-AVX2_TARGET INLINE __m256 load_tail_f16(const uint16_t *p, int64_t n)
+/* pool_bags_simd.inc is included for each ISA x weight type x index type below, with the
+ * vector macros of the ISA and LOADV / LOADV_TAIL of the weight type defined around it. */
+
+/* ---- AVX2 + FMA + F16C: 8 floats per vector ---- */
+#define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
+#define VEC __m256
+#define MASK_T __m256i
+#define VLEN 8
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
+#define VMAX(a, b) _mm256_max_ps((a), (b))
+#define VFMADD(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VSTORE_TAIL(p, mask, v) _mm256_maskstore_ps((p), (mask), (v))
+#define TAIL_MASK(n) \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+
+SIMD_TARGET INLINE __m256 load_tail_f16_avx2(const uint16_t *p, int64_t n)
 {
     uint16_t buf[8] = {0};
     memcpy(buf, p, (size_t)n * sizeof(uint16_t));
@@ -144,70 +156,142 @@ AVX2_TARGET INLINE __m256 load_tail_f16(const uint16_t *p, int64_t n)
 }
 
 #define WEIGHT_T float
-#define LOAD8(p) _mm256_loadu_ps(p)
-#define LOAD_TAIL(p, n, mask) _mm256_maskload_ps((p), (mask))
+#define LOADV(p) _mm256_loadu_ps(p)
+#define LOADV_TAIL(p, n, mask) _mm256_maskload_ps((p), (mask))
 #define INDEX_T int32_t
 #define FN pool_f32_i32_avx2
-#include "pool_bags_avx2.inc"
+#include "pool_bags_simd.inc"
 #undef INDEX_T
 #undef FN
 #define INDEX_T int64_t
 #define FN pool_f32_i64_avx2
-#include "pool_bags_avx2.inc"
+#include "pool_bags_simd.inc"
 #undef INDEX_T
 #undef FN
 #undef WEIGHT_T
-#undef LOAD8
-#undef LOAD_TAIL
+#undef LOADV
+#undef LOADV_TAIL
 
 #define WEIGHT_T uint16_t
-#define LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define LOAD_TAIL(p, n, mask) load_tail_f16((p), (n))
+#define LOADV(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LOADV_TAIL(p, n, mask) load_tail_f16_avx2((p), (n))
 #define INDEX_T int32_t
 #define FN pool_f16_i32_avx2
-#include "pool_bags_avx2.inc"
+#include "pool_bags_simd.inc"
 #undef INDEX_T
 #undef FN
 #define INDEX_T int64_t
 #define FN pool_f16_i64_avx2
-#include "pool_bags_avx2.inc"
+#include "pool_bags_simd.inc"
 #undef INDEX_T
 #undef FN
 #undef WEIGHT_T
-#undef LOAD8
-#undef LOAD_TAIL
+#undef LOADV
+#undef LOADV_TAIL
 
-static const pool_fn avx2_fns[4] = {
-    pool_f32_i32_avx2, pool_f32_i64_avx2, pool_f16_i32_avx2, pool_f16_i64_avx2,
+#undef SIMD_TARGET
+#undef VEC
+#undef MASK_T
+#undef VLEN
+#undef VZERO
+#undef VSET1
+#undef VMUL
+#undef VMAX
+#undef VFMADD
+#undef VSTORE
+#undef VSTORE_TAIL
+#undef TAIL_MASK
+
+/* ---- AVX-512 (F, BW, VL) + FMA + F16C: 16 floats per vector, masked tails ----
+ * Half the loads, FMAs and stores per row of AVX2; for one-lookup bags the output stores are
+ * what limits the loop. */
+#define SIMD_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#define VEC __m512
+#define MASK_T __mmask16
+#define VLEN 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VMUL(a, b) _mm512_mul_ps((a), (b))
+#define VMAX(a, b) _mm512_max_ps((a), (b))
+#define VFMADD(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define VSTORE_TAIL(p, mask, v) _mm512_mask_storeu_ps((p), (mask), (v))
+#define TAIL_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+
+#define WEIGHT_T float
+#define LOADV(p) _mm512_loadu_ps(p)
+#define LOADV_TAIL(p, n, mask) _mm512_maskz_loadu_ps((mask), (p))
+#define INDEX_T int32_t
+#define FN pool_f32_i32_avx512
+#include "pool_bags_simd.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f32_i64_avx512
+#include "pool_bags_simd.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef LOADV
+#undef LOADV_TAIL
+
+#define WEIGHT_T uint16_t
+#define LOADV(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LOADV_TAIL(p, n, mask) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((mask), (p)))
+#define INDEX_T int32_t
+#define FN pool_f16_i32_avx512
+#include "pool_bags_simd.inc"
+#undef INDEX_T
+#undef FN
+#define INDEX_T int64_t
+#define FN pool_f16_i64_avx512
+#include "pool_bags_simd.inc"
+#undef INDEX_T
+#undef FN
+#undef WEIGHT_T
+#undef LOADV
+#undef LOADV_TAIL
+
+/* [isa][weight_is_f16 * 2 + index_is_i64] */
+static const pool_fn simd_fns[EBAG_ISA_AVX512 + 1][4] = {
+    {pool_f32_i32_portable, pool_f32_i64_portable, pool_f16_i32_portable, pool_f16_i64_portable},
+    {pool_f32_i32_avx2, pool_f32_i64_avx2, pool_f16_i32_avx2, pool_f16_i64_avx2},
+    {pool_f32_i32_avx512, pool_f32_i64_avx512, pool_f16_i32_avx512, pool_f16_i64_avx512},
 };
 
-static int detect_avx2(void)
+static int detect_isa(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
         && __builtin_cpu_supports("f16c");
+    const int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl");
+    return avx512 ? EBAG_ISA_AVX512 : avx2 ? EBAG_ISA_AVX2 : EBAG_ISA_PORTABLE;
 }
 #else
-static const pool_fn *const avx2_fns = portable_fns;
-static int detect_avx2(void) { return 0; }
+static const pool_fn simd_fns[1][4] = {
+    {pool_f32_i32_portable, pool_f32_i64_portable, pool_f16_i32_portable, pool_f16_i64_portable},
+};
+static int detect_isa(void) { return EBAG_ISA_PORTABLE; }
 #endif
 
 /* Decided once at load time, before any thread can call ebag_pool. */
-static int use_avx2;
-__attribute__((constructor)) static void ebag_init(void) { use_avx2 = detect_avx2(); }
+static int isa;
+__attribute__((constructor)) static void ebag_init(void) { isa = detect_isa(); }
 
-int ebag_uses_avx2(void) { return use_avx2; }
+int ebag_isa(void) { return isa; }
 
-int ebag_select_avx2(int want)
+int ebag_select_isa(int max_isa)
 {
-    use_avx2 = want && detect_avx2();
-    return use_avx2;
+    const int best = detect_isa();
+    isa = max_isa < best ? (max_isa < 0 ? 0 : max_isa) : best;
+    return isa;
 }
 
 void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end)
 {
     const int k = (t->weight_is_f16 ? 2 : 0) + (t->index_is_i64 ? 1 : 0);
-    (use_avx2 ? avx2_fns : portable_fns)[k](t, bag_begin, bag_end);
+    simd_fns[isa][k](t, bag_begin, bag_end);
 }
 
 /* ---- validation scans ---------------------------------------------------------------------- */

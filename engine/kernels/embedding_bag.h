@@ -28,12 +28,13 @@ typedef struct {
  * Weighted bags pool w * row (sum, mean = sum / count, max). Thread-safe for disjoint ranges. */
 void ebag_pool(const ebag_table *t, int64_t bag_begin, int64_t bag_end);
 
-/* 1 when the AVX2 + FMA + F16C code path is in use, else 0 (portable C path). */
-int ebag_uses_avx2(void);
+/* Code paths, from the portable C loops up; ebag_isa() is the best one the CPU supports. */
+enum ebag_isa { EBAG_ISA_PORTABLE = 0, EBAG_ISA_AVX2 = 1, EBAG_ISA_AVX512 = 2 };
+int ebag_isa(void);
 
-/* Use the AVX2 path if want != 0 and the CPU has it, else the portable path (tests run both).
- * Returns the new ebag_uses_avx2(). Not thread-safe against running ebag_pool calls. */
-int ebag_select_avx2(int want);
+/* Use the best path up to max_isa that the CPU supports (tests run every path); returns the
+ * path now in use. Not thread-safe against running ebag_pool calls. */
+int ebag_select_isa(int max_isa);
 
 /* How many lookups ahead rows are prefetched (default 32); values < 1 mean 0, no prefetch. */
 void ebag_set_prefetch_distance(int rows);
