@@ -4,8 +4,9 @@ Two steps per table, both ``nogil`` loops over typed memoryviews (no Python per 
 
 :func:`route` applies a plan's routing rule (the module docstring of :mod:`updlrm.pim.plan`:
 cache substitution, row group, replica by bag range, every column slice) and says, for every
-row read, which tile, which local row, which bag and which source index it is.  It is the one
-implementation of that rule.
+row read, which tile, which local row, which bag and which source index it is; rows the plan keeps
+on the host (``row_group[r] == -1``, hybrid tables) go to a per-table host list instead (row,
+source position, per-bag offsets) for the CPU kernel.  It is the one implementation of that rule.
 
 :func:`gather_jobs` turns one table's routed reads into kernel jobs.  A *segment* is every tile
 of one table and one column slice stored on one DPU, placed back to back in MRAM so the kernel
@@ -36,14 +37,17 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                     int64_t[::1] member_stamp, int64_t[::1] member_used, int64_t[::1] entry_stamp,
                     int64_t[::1] entry_count, int64_t[::1] entry_emitted, int64_t[::1] replica_at,
                     int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag,
-                    int64_t[::1] out_pos, int64_t *hits_out, int64_t *saved_out) noexcept nogil:
+                    int64_t[::1] out_pos, int64_t[::1] host_idx, int64_t[::1] host_off,
+                    int64_t[::1] host_pos, int64_t *hits_out, int64_t *saved_out,
+                    int64_t *host_out) noexcept nogil:
     cdef int64_t n_bags = off.shape[0] - 1
-    cdef int64_t m = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp
+    cdef int64_t m = 0, h = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp
     cdef double pos
     cdef bint consumed, write_pos = out_pos.shape[0] > 0
     for b in range(n_bags):
         stamp = b + 1
         pos = (b + 0.5) / n_bags
+        host_off[b] = h
         if use_cache:
             # which cache entries have all their members in this bag (each member counted once)
             for i in range(off[b], off[b + 1]):
@@ -75,6 +79,12 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                         hits += 1
                         r = num_rows + e
             g = row_group[r]
+            if g < 0:                       # a host-resident row: the CPU kernel pools it
+                host_idx[h] = r
+                if write_pos:
+                    host_pos[h] = i
+                h += 1
+                continue
             # the first replica whose cut lies above this bag: bags come in order, so each
             # group's answer only moves forward (a cursor, no search; the last cut is 1)
             lo = replica_at[g]
@@ -90,8 +100,10 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                 if write_pos:
                     out_pos[m] = i
                 m += 1
+    host_off[n_bags] = h
     hits_out[0] = hits
     saved_out[0] = saved
+    host_out[0] = h
     return m
 
 
@@ -100,14 +112,19 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
           const int32_t[::1] row_group, const int32_t[::1] row_local,
           const int64_t[::1] replica_ptr, const double[::1] replica_cut,
           const int64_t[::1] group_ptr, const int32_t[::1] group_tiles, int64_t n_slices,
-          int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag, int64_t[::1] out_pos):
+          int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag, int64_t[::1] out_pos,
+          int64_t[::1] host_idx, int64_t[::1] host_off, int64_t[::1] host_pos):
     """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule.
 
     ``row_cache`` is empty when the table has no cache (``cache_ptr`` then ``[0]``).  The
     ``out_*`` arrays need ``len(idx) * n_slices`` entries (``out_pos`` may be empty: positions
-    are then not written); returns ``(m, cache_hits, reads_saved)`` where the first ``m`` entries
-    hold, per row read and column slice: the tile, the local row in it, the bag and the position
-    of the source index in ``idx``.
+    are then not written); returns ``(m, cache_hits, reads_saved, n_host)`` where the first ``m``
+    entries hold, per row read and column slice: the tile, the local row in it, the bag and the
+    position of the source index in ``idx``.
+    Host-resident rows (``row_group[r] == -1``) are listed instead in ``host_idx[:n_host]`` (the
+    row; ``len(idx)`` entries needed), bag ``b`` owning ``host_idx[host_off[b]:host_off[b+1]]``
+    (``host_off``: ``B+1`` entries), with the source positions in ``host_pos`` when ``out_pos``
+    is given (same size as ``host_idx``).
     ``reads_saved`` counts saved reads per column slice once (multiply by ``n_slices``).
     Rows are trusted to be valid (the batch was validated against the tables).
     """
@@ -117,6 +134,9 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
         raise InvalidInputError(f"route needs output arrays of {cap} entries")
     if off.shape[0] < 1 or off[off.shape[0] - 1] > idx.shape[0]:
         raise InvalidInputError("offsets must have B+1 entries ending within the indices")
+    if (host_idx.shape[0] < idx.shape[0] or host_off.shape[0] < off.shape[0]
+            or (out_pos.shape[0] > 0 and host_pos.shape[0] < idx.shape[0])):
+        raise InvalidInputError(f"route needs host lists of {idx.shape[0]} rows and {off.shape[0]} offsets")
     cdef bint use_cache = cache_ptr.shape[0] > 1
     cdef int64_t n_cache = cache_ptr.shape[0] - 1
     if use_cache and row_cache.shape[0] < num_rows:
@@ -127,13 +147,14 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
     cdef int64_t[::1] entry_count = np.zeros(max(n_cache, 1), np.int64)
     cdef int64_t[::1] entry_emitted = np.zeros(max(n_cache, 1), np.int64)
     cdef int64_t[::1] replica_at = np.array(replica_ptr[:replica_ptr.shape[0] - 1], np.int64)
-    cdef int64_t m, hits = 0, saved = 0
+    cdef int64_t m, hits = 0, saved = 0, n_host = 0
     with nogil:
         m = _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_group,
                    row_local, replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
                    member_stamp, member_used, entry_stamp, entry_count, entry_emitted, replica_at,
-                   out_tile, out_local, out_bag, out_pos, &hits, &saved)
-    return int(m), int(hits), int(saved)
+                   out_tile, out_local, out_bag, out_pos, host_idx, host_off, host_pos,
+                   &hits, &saved, &n_host)
+    return int(m), int(hits), int(saved), int(n_host)
 
 
 def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, const int32_t[::1] bag,

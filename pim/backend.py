@@ -53,7 +53,7 @@ from .cost_model import BatchWork, CostModel
 from .counters import CountersUnavailableError
 from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile
 from .partitioner import Level, PlannerConfig, make_plan, report
-from .plan import Plan
+from .plan import Plan, TableRoute
 from .profile import AccessProfile
 
 log = logging.getLogger(__name__)
@@ -115,41 +115,6 @@ class _Segments:
 
 
 @dataclasses.dataclass
-class _TableRoute:
-    """One PIM table's routing arrays in the dtypes the scatter takes."""
-
-    num_rows: int
-    n_slices: int
-    row_cache: np.ndarray
-    cache_ptr: np.ndarray
-    cache_rows: np.ndarray
-    row_group: np.ndarray
-    row_local: np.ndarray
-    replica_ptr: np.ndarray
-    replica_cut: np.ndarray
-    group_ptr: np.ndarray
-    group_tiles: np.ndarray
-
-    @classmethod
-    def of(cls, plan: Plan, t: int) -> "_TableRoute":
-        tp = plan.tables[t]
-        i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
-        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
-        cached = tp.n_cache > 0
-        return cls(tp.spec.rows, tp.n_slices,
-                   i32(tp.row_cache) if cached else np.zeros(0, np.int32),
-                   i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
-                   i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
-                   i32(tp.row_group), i32(tp.row_local), i64(tp.replica_ptr),
-                   np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
-
-    def route(self, indices: np.ndarray, offsets: np.ndarray, out: tuple[np.ndarray, ...]) -> tuple[int, int, int]:
-        return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
-                              self.row_group, self.row_local, self.replica_ptr, self.replica_cut,
-                              self.group_ptr, self.group_tiles, self.n_slices, *out)
-
-
-@dataclasses.dataclass
 class _Jobs:
     """One batch as kernel jobs: a CSR of sub-bags (``off``/``idx``/``w``) with one destination
     row per sub-bag, and jobs ``j`` = sub-bags ``bag_ptr[j] .. bag_ptr[j+1]-1`` of segment ``seg[j]``."""
@@ -164,6 +129,7 @@ class _Jobs:
     lookups_copied: int
     cache_hits: int
     reads_saved: int
+    host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # hybrid table -> its host bags
 
     @property
     def nnz(self) -> np.ndarray:
@@ -255,7 +221,8 @@ class PimBackend:
         self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
         for t in self._cpu:
             log.info("table %r stays on the CPU (plan decision)", self.tables[t].name)
-        self._routes = {t: _TableRoute.of(plan, t) for t in self._pim}
+        self._routes = {t: TableRoute.of(plan.tables[t]) for t in self._pim}
+        self._hybrid = [t for t in self._pim if plan.tables[t].n_host_rows]
         self._segs = _Segments.of(plan)
         self._ops = {t: self._op(self.tables[t]) for t in self._pim}
         # output layout: with one dim for every PIM table, table k's bags are rows k*B .. k*B+B-1
@@ -387,8 +354,9 @@ class PimBackend:
         reads = np.bincount(first_tile, weights=jobs.nnz, minlength=len(plan.tiles))
         bags = np.bincount(first_tile, weights=jobs.n_bags, minlength=len(plan.tiles))
         work = plan.work_from_tile_counts(reads, bags, host_lookups=jobs.lookups_mapped,
-                                          cpu_lookup_units=self._units(batch, self._cpu),
-                                          host_copy_lookups=jobs.lookups_copied)
+                                          cpu_lookup_units=self._units(batch, self._cpu) + self._host_units(jobs),
+                                          host_copy_lookups=jobs.lookups_copied,
+                                          host_add_bytes=plan.host_add_bytes(batch.batch_size))
         on_dpus = self.cost.stages(work).total
         return self.cost.cpu.seconds_units(self._units(batch, self._pim + self._cpu)) < on_dpus
 
@@ -437,10 +405,19 @@ class PimBackend:
         mapped = copied = hits = saved = 0
         empty_w = np.zeros(0, np.float32)
         no_pos = np.zeros(0, np.int64)
+        host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         for k, t in enumerate(self._pim):
             route = self._routes[t]
             weighted_t = self.tables[t].weighted
-            m, h, sv = route.route(batch.indices[t], batch.offsets[t], routed if weighted_t else routed[:3] + (no_pos,))
+            n_idx = batch.indices[t].size
+            # per-table host lists: they live until the batch completes (the CPU kernel reads them)
+            host_out = (self._buffer(f"host_idx{t}", n_idx, np.int64), self._buffer(f"host_off{t}", B + 1, np.int64),
+                        self._buffer(f"host_pos{t}", n_idx, np.int64) if weighted_t else no_pos)
+            m, h, sv, n_host = route.route(batch.indices[t], batch.offsets[t],
+                                           routed if weighted_t else routed[:3] + (no_pos,), host_out)
+            if t in self._hybrid:
+                host[t] = (host_out[0][:n_host], host_out[1][:B + 1],
+                           batch.weights[t][host_out[2][:n_host]] if weighted_t else None)
             hits += h
             saved += sv * route.n_slices
             if plan.needs_row_map(t):
@@ -453,7 +430,7 @@ class PimBackend:
                 k * B if self._stacked else 0, src_w, *scratch,
                 off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
         return _Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz],
-                     None if w is None else w[:nnz], bag_row[:n_bags], mapped, copied, hits, saved)
+                     None if w is None else w[:nnz], bag_row[:n_bags], mapped, copied, hits, saved, host)
 
     def _rounds(self, jobs: _Jobs) -> list[np.ndarray]:
         """Jobs per launch: one round unless a DPU would get more than the kernel's job limit or
@@ -531,6 +508,7 @@ class PimBackend:
         if self._cpu:
             for i, res in zip(self._cpu, self._cpu_backend.lookup(_tables_of(batch, self._cpu))):
                 out[i] = res
+        host_parts = {} if fallback else self._pool_host_rows(state["jobs"].host) if self._hybrid else {}
         if fallback:
             from updlrm.embedding_bag import embedding_bags
             pooled = embedding_bags([self.tables[i] for i in self._pim], _tables_of(batch, self._pim),
@@ -557,7 +535,9 @@ class PimBackend:
             t = time.perf_counter()
             for k, i in enumerate(self._pim):
                 view = self._table_view(dst, k, i, B)
-                lengths = np.diff(batch.offsets[i])
+                if i in host_parts:
+                    view += host_parts[i]
+                lengths = np.diff(batch.offsets[i])      # the whole bag: DPU and host rows
                 table = self.tables[i]
                 if table.pooling is Pooling.MAX:
                     view[lengths == 0] = 0.0
@@ -575,6 +555,19 @@ class PimBackend:
             self.dpus.reset_counters()
         except CountersUnavailableError:
             pass
+
+    def _pool_host_rows(self, host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> dict[int, np.ndarray]:
+        """Sum-pool the host-resident rows of each hybrid table's bags with the CPU kernel (the
+        per-sample weights ride along; MEAN division waits for the whole bag)."""
+        from updlrm.embedding_bag import embedding_bag
+        return {t: embedding_bag(self.tables[t].weight, rows, off, weights=w, mode="sum", include_last_offset=True,
+                                 threads=self.cpu_threads)
+                for t, (rows, off, w) in host.items()}
+
+    def _host_units(self, jobs: _Jobs) -> float:
+        """Lookup units the CPU kernel pools for the hybrid tables' host rows."""
+        ref = self.cost.cpu.ref_dim
+        return sum(len(rows) * self.tables[t].dim / ref for t, (rows, _, _) in jobs.host.items())
 
     def _units(self, batch: SparseBatch, tables: Sequence[int]) -> float:
         """Lookups x dim / ref_dim of some tables (the cost model's CPU work unit)."""
@@ -604,7 +597,9 @@ class PimBackend:
             value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
-        work.cpu_lookup_units = self._units(batch, self._cpu)
+        work.cpu_lookup_units = self._units(batch, self._cpu) + self._host_units(jobs)
+        if self._hybrid:
+            work.host_reduce_bytes = float(work.pull_bytes.sum()) + self.plan.host_add_bytes(batch.batch_size)
         return work
 
     def _reset_stats(self, load_s: float) -> None:

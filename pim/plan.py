@@ -4,7 +4,9 @@ What an executor needs, per table placed on the DPUs (``TablePlan.placement == "
 
 * ``col_bounds``: the table's columns are cut into slices ``[col_bounds[j], col_bounds[j+1])``.
 * rows are grouped: ``row_group[r]`` is the group of row ``r`` and ``row_local[r]`` its row number
-  inside every tile of that group. Rows ``num_rows .. num_rows + n_cache - 1`` are *cache rows*:
+  inside every tile of that group. A *hybrid* table keeps some rows on the host:
+  ``row_group[r] == -1`` (and ``row_local[r] == -1``) marks such a row (``n_host_rows`` of them;
+  never a cache member, never in a MAX-pooled table). Rows ``num_rows .. num_rows + n_cache - 1`` are *cache rows*:
   cache row ``num_rows + e`` holds the sum of the rows ``cache_rows[cache_ptr[e]:cache_ptr[e+1]]``
   (``row_cache[r]`` = the entry row ``r`` belongs to, or -1; entries are disjoint).
 * group ``g`` has ``group_replicas[g]`` replicas; its tiles are
@@ -25,7 +27,11 @@ Routing one bag ``b`` (its index within the batch) of a PIM table (implemented o
    occurrence of each member is replaced by the entry's single cache row;
 2. each remaining row ``r`` goes to group ``g = row_group[r]``, to the replica whose bag range
    holds ``b``, and to every column slice of it; the DPU adds the rows of the bag that reach a tile into one
-   partial sum per (tile, bag), and the host adds the partials into ``out[b, col_start:col_stop]``.
+   partial sum per (tile, bag), and the host adds the partials into ``out[b, col_start:col_stop]``;
+3. a host-resident row (``g == -1``) goes to the table's host list instead; the CPU kernel pools
+   those rows per bag (sum, with the bag's per-sample weights) while the DPUs work, and the host
+   adds that partial to ``out[b]``. MEAN pooling divides the sum of both parts by the *whole*
+   bag's length.
 
 Weighted bags and MAX pooling never get cache entries (a pre-summed row cannot carry
 per-sample weights or a max). Tables with ``placement == "cpu"`` stay on the host.
@@ -46,7 +52,7 @@ from .cost_model import BatchWork, CostModel, StageTimes
 from .profile import data_paths, read_versioned_json
 
 PLAN_FORMAT = "updlrm.pim_plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2     # 2: hybrid tables (row_group == -1: host-resident rows)
 VALUE_BYTES = 4     # fp32 and int32 values both take 4 bytes in MRAM
 
 # arrays of a TablePlan that live in the .npz, not the JSON
@@ -114,6 +120,7 @@ class TablePlan:
     placement: str                    # "pim" or "cpu"
     value_mode: str = "fp32"          # "fp32" (soft-float adds) or "int32" (fixed point)
     col_bounds: list[int] = field(default_factory=list)
+    n_host_rows: int = 0              # rows kept on the host (row_group == -1): a hybrid table
     row_group: np.ndarray | None = None      # [rows + n_cache] int32
     row_local: np.ndarray | None = None      # [rows + n_cache] int32
     group_replicas: np.ndarray | None = None  # [n_groups] int32
@@ -140,13 +147,53 @@ class TablePlan:
 
 @dataclass
 class Routed:
-    """Where one table's lookups of a batch go: one entry per (row read, column slice)."""
+    """Where one table's lookups of a batch go: one entry per (row read, column slice), and the
+    host-resident rows of each bag (hybrid tables)."""
 
     tile: np.ndarray       # int32 tile id
     local_row: np.ndarray  # int32 row within the tile
     bag: np.ndarray        # int32 bag within the batch
     cache_hits: int        # cache entries used (each replaced >= 2 reads by one)
     reads_saved: int       # row reads (per column slice) the cache saved
+    host_rows: np.ndarray      # int64 host-resident rows, bag by bag
+    host_offsets: np.ndarray   # int64 [B+1]: bag b's host rows are host_rows[host_offsets[b]:host_offsets[b+1]]
+
+
+@dataclass
+class TableRoute:
+    """One PIM table's routing arrays in the dtypes :func:`updlrm.pim._scatter.route` takes."""
+
+    num_rows: int
+    n_slices: int
+    row_cache: np.ndarray
+    cache_ptr: np.ndarray
+    cache_rows: np.ndarray
+    row_group: np.ndarray
+    row_local: np.ndarray
+    replica_ptr: np.ndarray
+    replica_cut: np.ndarray
+    group_ptr: np.ndarray
+    group_tiles: np.ndarray
+
+    @classmethod
+    def of(cls, tp: "TablePlan") -> "TableRoute":
+        i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
+        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+        cached = tp.n_cache > 0
+        return cls(tp.spec.rows, tp.n_slices,
+                   i32(tp.row_cache) if cached else np.zeros(0, np.int32),
+                   i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
+                   i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
+                   i32(tp.row_group), i32(tp.row_local), i64(tp.replica_ptr),
+                   np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
+
+    def route(self, indices: np.ndarray, offsets: np.ndarray, out: Sequence[np.ndarray],
+              host: Sequence[np.ndarray]) -> tuple[int, int, int, int]:
+        """:func:`updlrm.pim._scatter.route` into ``out`` = (tile, local, bag, pos) and ``host`` =
+        (rows, offsets, pos); returns ``(m, cache_hits, reads_saved per slice, n_host)``."""
+        return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
+                              self.row_group, self.row_local, self.replica_ptr, self.replica_cut,
+                              self.group_ptr, self.group_tiles, self.n_slices, *out, *host)
 
 
 @dataclass
@@ -210,10 +257,20 @@ class Plan:
                 raise InvalidInputError(f"table {name!r}: row maps must have {n_all} entries")
             if tp.col_bounds[0] != 0 or tp.col_bounds[-1] != tp.spec.dim or np.any(np.diff(tp.col_bounds) <= 0):
                 raise InvalidInputError(f"table {name!r}: bad column bounds {tp.col_bounds}")
-            sizes = np.bincount(tp.row_group, minlength=tp.n_groups)
+            host = tp.row_group < 0
+            if np.any(tp.row_group < -1) or int(host.sum()) != tp.n_host_rows or np.any(host[tp.spec.rows:]) or \
+               np.any(tp.row_local[host] != -1):
+                raise InvalidInputError(f"table {name!r}: {int(host.sum())} rows marked host-resident (-1), "
+                                        f"the plan says {tp.n_host_rows}; cache rows must be on the DPUs")
+            if tp.n_host_rows and (tp.spec.pooling == "max" or
+                                   (tp.n_cache and np.any(host[tp.cache_rows]))):
+                raise InvalidInputError(f"table {name!r}: host-resident rows in a MAX-pooled table or a cache entry")
+            on_dpus = ~host
+            grp, loc = tp.row_group[on_dpus], tp.row_local[on_dpus]
+            sizes = np.bincount(grp, minlength=tp.n_groups)
             # (group, local) pairs must be a bijection onto 0..size_g-1 within every group
-            key = tp.row_group.astype(np.int64) * n_all + tp.row_local
-            if np.unique(key).size != n_all or np.any(tp.row_local < 0) or np.any(tp.row_local >= sizes[tp.row_group]):
+            key = grp.astype(np.int64) * n_all + loc
+            if np.unique(key).size != grp.size or np.any(loc < 0) or np.any(loc >= sizes[grp]):
                 raise InvalidInputError(f"table {name!r}: row_local is not a numbering of each group's rows")
             expect_ptr = np.concatenate([[0], np.cumsum(tp.group_replicas.astype(np.int64) * tp.n_slices)])
             if not np.array_equal(tp.group_ptr, expect_ptr) or len(tp.group_tiles) != expect_ptr[-1]:
@@ -251,19 +308,13 @@ class Plan:
             raise InvalidInputError(f"table {tp.spec.name!r} is CPU-resident in this plan")
         idx = np.ascontiguousarray(indices, dtype=np.int64)
         off = np.ascontiguousarray(offsets, dtype=np.int64)
-        cached = tp.n_cache > 0
         cap = idx.size * tp.n_slices
         tile, local, bag = (np.empty(cap, np.int32) for _ in range(3))
-        m, hits, saved = _scatter.route(
-            idx, off, tp.spec.rows,
-            np.ascontiguousarray(tp.row_cache, np.int32) if cached else np.zeros(0, np.int32),
-            np.ascontiguousarray(tp.cache_ptr, np.int64) if cached else np.zeros(1, np.int64),
-            np.ascontiguousarray(tp.cache_rows, np.int64) if cached else np.zeros(0, np.int64),
-            np.ascontiguousarray(tp.row_group, np.int32), np.ascontiguousarray(tp.row_local, np.int32),
-            np.ascontiguousarray(tp.replica_ptr, np.int64), np.ascontiguousarray(tp.replica_cut, np.float64),
-            np.ascontiguousarray(tp.group_ptr, np.int64), np.ascontiguousarray(tp.group_tiles, np.int32),
-            tp.n_slices, tile, local, bag, np.zeros(0, np.int64))
-        return Routed(tile[:m], local[:m], bag[:m], hits, saved * tp.n_slices)
+        host_rows, host_off = np.empty(idx.size, np.int64), np.empty(off.size, np.int64)
+        no_pos = np.zeros(0, np.int64)
+        m, hits, saved, n_host = TableRoute.of(tp).route(idx, off, (tile, local, bag, no_pos),
+                                                         (host_rows, host_off, no_pos))
+        return Routed(tile[:m], local[:m], bag[:m], hits, saved * tp.n_slices, host_rows[:n_host], host_off)
 
     def tile_image(self, tile_id: int, weight: np.ndarray) -> np.ndarray:
         """The rows of a tile as the executor writes them to MRAM (float32 ``[num_rows, width]``,
@@ -288,11 +339,14 @@ class Plan:
         """Whether the executor must map this table's indices one by one (row groups or cache);
         otherwise whole bags are copied to one tile."""
         tp = self.tables[table]
-        return tp.placement == "pim" and (tp.n_groups > 1 or tp.n_cache > 0)
+        return tp.placement == "pim" and (tp.n_groups > 1 or tp.n_cache > 0 or tp.n_host_rows > 0)
 
     def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_lookups: int,
-                              cpu_lookup_units: float, host_copy_lookups: int = 0) -> BatchWork:
-        """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written."""
+                              cpu_lookup_units: float, host_copy_lookups: int = 0,
+                              host_add_bytes: float = 0.0) -> BatchWork:
+        """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written.
+        ``cpu_lookup_units`` counts the CPU-resident tables and the host rows of hybrid tables;
+        ``host_add_bytes``: the hybrid tables' host partials the host adds to the DPUs' result."""
         n = self.nr_dpus
         value_mode = self.tables[self.tiles[0].table].value_mode if self.tiles else "fp32"
         work = BatchWork.zeros(n, value_mode)
@@ -315,7 +369,14 @@ class Plan:
         work.host_lookups = host_lookups
         work.host_copy_lookups = host_copy_lookups
         work.cpu_lookup_units = cpu_lookup_units
+        if host_add_bytes:
+            work.host_reduce_bytes = float(work.pull_bytes.sum()) + host_add_bytes
         return work
+
+    def host_add_bytes(self, batch_size: int) -> float:
+        """Bytes of host partials (hybrid tables) added to the DPUs' result per batch."""
+        return float(sum(batch_size * tp.spec.dim * VALUE_BYTES for tp in self.tables
+                         if tp.placement == "pim" and tp.n_host_rows))
 
     def work(self, indices: Sequence[np.ndarray], offsets: Sequence[np.ndarray],
              ref_dim: int = 64) -> tuple[BatchWork, dict[str, int]]:
@@ -339,6 +400,7 @@ class Plan:
             else:
                 copied += n_idx
             r = self.route(t, indices[t], offsets[t])
+            cpu_units += len(r.host_rows) * tp.spec.dim / ref_dim
             reads += np.bincount(r.tile, minlength=len(self.tiles))
             pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
             bags += np.bincount(pairs // (len(offsets[t]) + 1), minlength=len(self.tiles))
@@ -346,7 +408,8 @@ class Plan:
             stats["reads_saved"] += r.reads_saved
             stats["cache_hits"] += r.cache_hits
         return self.work_from_tile_counts(reads, bags, host_lookups=host_lookups, cpu_lookup_units=cpu_units,
-                                          host_copy_lookups=copied), stats
+                                          host_copy_lookups=copied,
+                                          host_add_bytes=self.host_add_bytes(len(offsets[0]) - 1 if nt else 0)), stats
 
     def expected_work(self, ref_dim: int = 64) -> BatchWork:
         """Per-DPU work of the reference batch as the planner expects it (from the profile)."""
@@ -357,7 +420,7 @@ class Plan:
         copied = sum(n for t, n in enumerate(per_table) if self.tables[t].placement == "pim" and not self.needs_row_map(t))
         cpu_units = float(self.notes.get("expected_cpu_units", 0.0))
         return self.work_from_tile_counts(reads, bags, host_lookups=int(mapped), cpu_lookup_units=cpu_units,
-                                          host_copy_lookups=int(copied))
+                                          host_copy_lookups=int(copied), host_add_bytes=self.host_add_bytes(self.batch_size))
 
     def predict(self, cost: CostModel | None = None) -> StageTimes:
         """MODELLED stage times of the reference batch."""
@@ -378,7 +441,8 @@ class Plan:
         tables_meta = []
         for i, tp in enumerate(self.tables):
             tables_meta.append({"spec": asdict(tp.spec), "placement": tp.placement,
-                                "value_mode": tp.value_mode, "col_bounds": list(map(int, tp.col_bounds))})
+                                "value_mode": tp.value_mode, "col_bounds": list(map(int, tp.col_bounds)),
+                                "n_host_rows": int(tp.n_host_rows)})
             for name in _TABLE_ARRAYS:
                 arr = getattr(tp, name)
                 if arr is not None:
@@ -401,7 +465,7 @@ class Plan:
             for i, tm in enumerate(meta["tables"]):
                 arrays = {name: z[f"t{i}_{name}"] for name in _TABLE_ARRAYS if f"t{i}_{name}" in z}
                 tables.append(TablePlan(TableSpec(**tm["spec"]), tm["placement"], tm["value_mode"],
-                                        tm["col_bounds"], **arrays))
+                                        tm["col_bounds"], tm["n_host_rows"], **arrays))
         plan = cls(meta["level"], meta["nr_dpus"], meta["dpus_per_rank"], meta["mram_bytes"], meta["mram_reserve"],
                    meta["batch_size"], tables, [Tile(**t) for t in meta["tiles"]],
                    meta["predicted_modelled_s"], meta["notes"])

@@ -181,7 +181,7 @@ def test_cache_saves_reads_on_the_trace(plans, trace):
 # ---- the plan replayed end to end ----------------------------------------------------------------
 
 def replay(plan, weights, idx, off):
-    """NumPy executor: route, read tile images, partial sums per (tile, bag), host reduction."""
+    """NumPy executor: route, read tile images, partial sums per (tile, bag), host rows, host reduction."""
     images = {i: plan.tile_image(i, weights[t.table]) for i, t in enumerate(plan.tiles)}
     out = []
     for t, tp in enumerate(plan.tables):
@@ -193,6 +193,8 @@ def replay(plan, weights, idx, off):
             partial = np.zeros((len(off[t]) - 1, tile.width))
             np.add.at(partial, r.bag[sel], images[tile_id][r.local_row[sel]])
             res[:, tile.col_start:tile.col_stop] += partial
+        # host-resident rows of a hybrid table: pooled on the host and added
+        np.add.at(res, np.repeat(np.arange(len(off[t]) - 1), np.diff(r.host_offsets)), weights[t][r.host_rows])
         out.append(res)
     return out
 

@@ -265,31 +265,55 @@ def test_plan_save_load_and_mismatch(tmp_path, tables, profile, cpu, cpu_abs):
         PimBackend(plan=tmp_path / "plan.json", nr_dpus=8).load(tables)
 
 
-def test_scatter_routes_exactly_as_plan_route(backends, tables):
-    """The Cython routing rule and Plan.route (numba) give the same reads, bags and cache hits."""
-    backend = backends("cache")
-    plan = backend.plan
+def reference_route(tp, indices, offsets):
+    """The plan's routing rule (module doc of updlrm.pim.plan) in plain Python: per bag, sorted
+    (tile, local row) reads and sorted host rows, plus the cache hits."""
+    reads, host, hits = [], [], 0
+    n_bags = len(offsets) - 1
+    for b in range(n_bags):
+        rows = [int(r) for r in indices[offsets[b]:offsets[b + 1]]]
+        for e in range(tp.n_cache):
+            members = [int(m) for m in tp.cache_rows[tp.cache_ptr[e]:tp.cache_ptr[e + 1]]]
+            if all(m in rows for m in members):
+                for m in members:
+                    rows.remove(m)
+                rows.append(tp.spec.rows + e)
+                hits += 1
+        bag_reads, bag_host = [], []
+        for r in rows:
+            g = int(tp.row_group[r])
+            if g < 0:
+                bag_host.append(r)
+                continue
+            cuts = tp.replica_cut[tp.replica_ptr[g]:tp.replica_ptr[g + 1]]
+            j = int(np.flatnonzero(cuts > (b + 0.5) / n_bags)[0])
+            for s in range(tp.n_slices):
+                bag_reads.append((int(tp.group_tiles[tp.group_ptr[g] + j * tp.n_slices + s]), int(tp.row_local[r])))
+        reads.append(sorted(bag_reads))
+        host.append(sorted(bag_host))
+    return reads, host, hits
+
+
+def test_scatter_routes_by_the_plans_rule(backends, tables):
+    """The Cython routing (through Plan.route) against a plain-Python reading of the rule."""
+    plan = backends("cache").plan
     for batch in batches(tables, seed=70):
         for t in range(len(tables)):
-            ref = plan.route(t, batch.indices[t], batch.offsets[t])
-            cap = batch.indices[t].size * plan.tables[t].n_slices
-            out = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int64))
-            m, hits, saved = backend._routes[t].route(batch.indices[t], batch.offsets[t], out)
-            np.testing.assert_array_equal(out[0][:m], ref.tile)
-            np.testing.assert_array_equal(out[1][:m], ref.local_row)
-            np.testing.assert_array_equal(out[2][:m], ref.bag)
-            assert (hits, saved * plan.tables[t].n_slices) == (ref.cache_hits, ref.reads_saved)
-            # every read names its source index: the same row (or a cache entry holding it)
-            rows = np.asarray(batch.indices[t])[out[3][:m]]
-            tp = plan.tables[t]
-            direct = tp.row_group[rows] == np.array([plan.tiles[i].group for i in out[0][:m]])
-            assert np.all(direct | (tp.row_cache is not None and np.all(tp.row_cache[rows[~direct]] >= 0)))
+            got = plan.route(t, batch.indices[t], batch.offsets[t])
+            want_reads, want_host, want_hits = reference_route(plan.tables[t], batch.indices[t], batch.offsets[t])
+            for b, (reads, host) in enumerate(zip(want_reads, want_host)):
+                sel = got.bag == b
+                assert sorted(zip(got.tile[sel].tolist(), got.local_row[sel].tolist())) == reads
+                assert sorted(got.host_rows[got.host_offsets[b]:got.host_offsets[b + 1]].tolist()) == host
+            assert got.cache_hits == want_hits
+            assert got.reads_saved == want_hits * plan.tables[t].n_slices   # pair entries: one read saved each
     with pytest.raises(InvalidInputError, match="output arrays"):
         small = np.empty(1, np.int32)
         _scatter.route(np.arange(4), np.array([0, 4]), 10, np.zeros(0, np.int32), np.zeros(1, np.int64),
                        np.zeros(0, np.int64), np.zeros(10, np.int32), np.arange(10, dtype=np.int32),
                        np.array([0, 1]), np.ones(1), np.array([0, 1]), np.zeros(1, np.int32), 1,
-                       small, small, small, np.empty(1, np.int64))
+                       small, small, small, np.empty(1, np.int64), np.empty(4, np.int64), np.empty(2, np.int64),
+                       np.empty(0, np.int64))
 
 
 # ---- async use and stats ---------------------------------------------------------------------------
