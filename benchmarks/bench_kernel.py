@@ -13,9 +13,11 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
 * torch kept: the same calls, but a batch's outputs live until the batch is done, as in a
   model whose interaction consumes them (updlrm writes one output buffer per batch);
 * gather limit: a tight C loop (built by this script with gcc -O3 -march=native -fopenmp) that
-  sums the same rows into AVX2 registers with software prefetch of whole rows, split over the
-  same number of OpenMP threads; best of prefetch distances 16, 32, 48 and 64. Needs --dim a multiple
-  of 8, at most 64. It pools nothing and writes nothing per bag, so it bounds
+  sums the same rows into AVX-512 (else AVX2) registers with software prefetch of whole rows,
+  in chunks of 1024 indices shared dynamically by the same number of OpenMP threads; best of
+  prefetch distances 16, 32, 48 and 64. It writes nothing per bag, so for one-lookup bags it
+  is far above what any embedding bag (which stores a row per lookup) can reach. Needs --dim a
+  multiple of 8, at most 64. It pools nothing and writes nothing per bag, so it bounds
   what any kernel can do on this machine (shared/reference/baselines.md, part B).
 
 Each timed run cycles through enough distinct batches (>= 2 M lookups) that no batch is still in
@@ -54,34 +56,46 @@ GATHER_C = r"""
 #include <immintrin.h>
 #include <stdint.h>
 #include <omp.h>
-/* Sum rows base[idx[i]] (row_floats floats each, a multiple of 8, at most 64) in registers,
- * prefetching every line of the row pf rows ahead; each thread takes a contiguous share of idx;
- * the sums go to sink so nothing is optimised away. */
+#ifdef __AVX512F__
+typedef __m512 vec;
+#define VLEN 16
+#define VZERO() _mm512_setzero_ps()
+#define VADD_LOAD(a, p) _mm512_add_ps((a), _mm512_loadu_ps(p))
+#define VSUM(a) _mm512_reduce_add_ps(a)
+#else
+typedef __m256 vec;
+#define VLEN 8
+#define VZERO() _mm256_setzero_ps()
+#define VADD_LOAD(a, p) _mm256_add_ps((a), _mm256_loadu_ps(p))
+static float VSUM(__m256 a) { float l[8]; _mm256_storeu_ps(l, a); float s = 0; for (int j = 0; j < 8; ++j) s += l[j]; return s; }
+#endif
+#define CHUNK 1024
+/* Sum rows base[idx[i]] (row_floats floats each, a multiple of VLEN, at most 8 * VLEN) into
+ * registers, prefetching every line of the row pf rows ahead. Chunks of CHUNK indices go to
+ * the threads dynamically (like updlrm's work items); nothing is written per row, the sums go
+ * to sink so the loads are not optimised away. */
 void gather(const float *base, int64_t row_floats, const int64_t *idx, int64_t n, int pf,
             int threads, float *sink)
 {
-    #pragma omp parallel num_threads(threads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t lo = n * t / nt, hi = n * (t + 1) / nt, nv = row_floats / 8;
-        __m256 acc[8];
-        for (int k = 0; k < 8; ++k) acc[k] = _mm256_setzero_ps();
+    const int64_t nv = row_floats / VLEN, chunks = (n + CHUNK - 1) / CHUNK;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t lo = c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
+        vec acc[8];
+        for (int k = 0; k < 8; ++k) acc[k] = VZERO();
         for (int64_t i = lo; i < hi; ++i) {
-            if (pf > 0 && i + pf < hi) {
+            if (i + pf < hi) {
                 const char *p = (const char *)(base + idx[i + pf] * row_floats);
                 for (int64_t b = 0; b < row_floats * 4; b += 64) __builtin_prefetch(p + b, 0, 3);
             }
             const float *r = base + idx[i] * row_floats;
 #pragma GCC unroll 8
             for (int k = 0; k < 8; ++k)
-                if (k < nv) acc[k] = _mm256_add_ps(acc[k], _mm256_loadu_ps(r + 8 * k));
+                if (k < nv) acc[k] = VADD_LOAD(acc[k], r + VLEN * k);
         }
-        float s = 0, lanes[8];
-        for (int k = 0; k < 8; ++k) {
-            _mm256_storeu_ps(lanes, acc[k]);
-            for (int j = 0; j < 8; ++j) s += lanes[j];
-        }
-        sink[t] = s;
+        float s = 0;
+        for (int k = 0; k < 8; ++k) s += VSUM(acc[k]);
+        sink[c % 64] = s;
     }
 }
 """
@@ -266,6 +280,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.dim % 8 or args.dim > 64:
         ap.error("--dim must be a multiple of 8, at most 64 (the gather-limit loop's layout)")
+    if args.dim % 16 and "avx512f" in open("/proc/cpuinfo").read():
+        ap.error("--dim must be a multiple of 16 on AVX-512 machines (the gather-limit loop's layout)")
 
     if args.prefetch is not None:
         kernel.set_prefetch_distance(args.prefetch)
