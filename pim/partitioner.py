@@ -80,6 +80,12 @@ class PlannerConfig:
             hot (their mean count): balancing on sampling noise would only overfit the sample.
         memory_fill: plan at most this share of the total table region (packing slack).
         allow_cpu: let tables stay on the CPU when the model says that is faster.
+        hybrid: let a table the plan would keep on the CPU put its hottest rows on the DPUs and
+            keep its cold tail on the host (popularity and cache levels, with ``allow_cpu``).
+        hybrid_row_shares: the cut points tried per such table (share of its rows, hottest
+            first, that go to the DPUs); the modelled-fastest is kept.
+        hybrid_tables: force some tables (by name) hybrid with this share of their rows on the
+            DPUs (needs a profile and a popularity or cache level; not for MAX pooling).
         improve_iters: tile moves/swaps tried after LPT.
         cost: the cost model.
     """
@@ -103,6 +109,9 @@ class PlannerConfig:
     min_trusted_count: int = 32
     memory_fill: float = 0.9
     allow_cpu: bool = True
+    hybrid: bool = True
+    hybrid_row_shares: tuple[float, ...] = (0.001, 0.004, 0.016, 0.064)
+    hybrid_tables: Mapping[str, float] | None = None
     improve_iters: int = 4000
     cost: CostModel = field(default_factory=CostModel)
 
@@ -140,6 +149,8 @@ class _TableAccess:
     cache_rows: np.ndarray | None = None
     cache_hits: float = 0.0        # expected cache-entry uses per batch
     uncached: tuple | None = None  # (real, planning) before cache rows were added
+    dpu_rows: np.ndarray | None = None  # hybrid table: the rows on the DPUs (None: every row)
+    host_lookups: float = 0.0      # hybrid table: expected lookups of its host-resident rows
 
     @property
     def n_all(self) -> int:
@@ -175,6 +186,17 @@ def _table_access(spec: TableSpec, profile: AccessProfile | None, t: int, cfg: P
     if level is Level.CACHE and prof is not None and not spec.weighted and spec.pooling != "max":
         _add_cache(acc, prof, cfg)
     return acc
+
+
+def _hybrid_access(acc: _TableAccess, share: float) -> _TableAccess:
+    """The DPU part of a hybrid cut of a (cache-less) table: its ``share`` hottest rows; the
+    rest of its expected lookups stay on the host."""
+    k = int(min(acc.spec.rows, max(1, round(share * acc.spec.rows))))
+    top = np.argpartition(-acc.real, k - 1)[:k]
+    top = top[np.argsort(-acc.real[top], kind="stable")]
+    hot = acc.real[top]
+    return _TableAccess(acc.spec, acc.lookups, hot, hot, dpu_rows=top,
+                        host_lookups=max(float(acc.real.sum() - hot.sum()), 0.0))
 
 
 def _drop_unprofitable_caches(accesses: Sequence[_TableAccess], coster: "_TileCoster", cfg: PlannerConfig,
@@ -261,7 +283,7 @@ class _TileCoster:
 def _coster(cfg: PlannerConfig, accesses: Sequence[_TableAccess]) -> _TileCoster:
     n = cfg.nr_dpus
     # bandwidth at the per-DPU size a balanced batch would push / pull
-    push = sum(a.lookups for a in accesses) * 4.0 * 2 / n
+    push = sum(a.lookups - a.host_lookups for a in accesses) * 4.0 * 2 / n
     pull = sum(cfg.batch_size * a.spec.dim * VALUE_BYTES for a in accesses) * 2.0 / n
     ranks = -(-n // cfg.dpus_per_rank)
     tm = cfg.cost.transfer
@@ -426,6 +448,16 @@ def _materialise(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndar
     return group, local
 
 
+def _expand_rows(group: np.ndarray, local: np.ndarray, dpu_rows: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row maps of a hybrid table's DPU part (indexed by position in ``dpu_rows``) as maps of
+    the whole table, -1 for the host-resident rows."""
+    full_group = np.full(rows, -1, np.int32)
+    full_local = np.full(rows, -1, np.int32)
+    full_group[dpu_rows] = group
+    full_local[dpu_rows] = local
+    return full_group, full_local
+
+
 # ---------------------------------------------------------------------------------------------
 # tiles to DPUs
 
@@ -552,6 +584,7 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
             if p.num_rows != s.rows:
                 raise InvalidInputError(f"table #{i} ({s.name!r}): profile has {p.num_rows} rows, table {s.rows}")
     accesses = [_table_access(s, profile, t, cfg, level) for t, s in enumerate(specs)]
+    _force_hybrid_tables(specs, accesses, profile, cfg, level)
     on_cpu: set[int] = set()
     while True:
         try:
@@ -571,11 +604,65 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
         candidate = _plan_on_dpus(specs, accesses, moved, cfg, level)
         if candidate.predicted["total"] < plan.predicted["total"]:
             plan = candidate
+    if cfg.hybrid and level is not Level.UNIFORM and profile is not None:
+        plan = _with_hybrid_tables(plan, specs, accesses, profile, cfg, level)
     all_cpu = _plan_on_dpus(specs, accesses, set(range(len(specs))), cfg, level)
     if plan.tiles and all_cpu.predicted["total"] <= plan.predicted["total"]:
         log.info("PIM does not beat the CPU for this workload (modelled %.3f ms vs %.3f ms): all tables "
                  "stay on the CPU", plan.predicted["total"] * 1e3, all_cpu.predicted["total"] * 1e3)
         plan = all_cpu
+    return plan
+
+
+def _whole_for_hybrid(spec: TableSpec, profile: AccessProfile, t: int, cfg: PlannerConfig) -> _TableAccess:
+    """A table's access model for a hybrid cut: raw profile counts (no noise floor: what matters
+    is which rows were seen at all), no cache."""
+    return _table_access(spec, profile, t, replace(cfg, min_trusted_count=0), Level.POPULARITY)
+
+
+def _force_hybrid_tables(specs: list[TableSpec], accesses: list[_TableAccess], profile: AccessProfile | None,
+                         cfg: PlannerConfig, level: Level) -> None:
+    """Apply ``cfg.hybrid_tables``."""
+    forced = dict(cfg.hybrid_tables or {})
+    unknown = set(forced) - {s.name for s in specs}
+    if unknown:
+        raise InvalidInputError(f"hybrid_tables names unknown tables: {sorted(unknown)}")
+    for t, spec in enumerate(specs):
+        if spec.name not in forced:
+            continue
+        share = float(forced[spec.name])
+        if profile is None or level is Level.UNIFORM or spec.pooling == "max" or not 0 < share <= 1:
+            raise InvalidInputError(f"table {spec.name!r} cannot be hybrid with share {share}: a hybrid table needs "
+                                    f"a profile, the popularity or cache level, a share in (0, 1] and no MAX pooling")
+        accesses[t] = _hybrid_access(_whole_for_hybrid(spec, profile, t, cfg), share)
+
+
+def _with_hybrid_tables(plan: Plan, specs: list[TableSpec], accesses: list[_TableAccess], profile: AccessProfile,
+                        cfg: PlannerConfig, level: Level) -> Plan:
+    """For each table ``plan`` keeps on the CPU (largest first; not MAX-pooled, profiled), try
+    putting its hottest rows on the DPUs at every cut point of ``cfg.hybrid_row_shares`` and keep
+    the cut with the lowest modelled batch time, if it beats the table staying whole on the CPU."""
+    on_cpu = {t for t, tp in enumerate(plan.tables) if tp.placement != "pim"}
+    current = list(accesses)
+    candidates = sorted((t for t in on_cpu if specs[t].pooling != "max" and profile[t].lookups > 0),
+                        key=lambda t: -specs[t].rows * specs[t].dim)
+    for t in candidates:
+        whole = _whole_for_hybrid(specs[t], profile, t, cfg)
+        best_acc = None
+        for share in sorted(cfg.hybrid_row_shares):
+            trial = list(current)
+            trial[t] = _hybrid_access(whole, share)
+            try:
+                candidate = _plan_on_dpus(specs, trial, on_cpu - {t}, cfg, level)
+            except CapacityError:
+                break                  # larger cuts need more MRAM still
+            if candidate.predicted["total"] < plan.predicted["total"]:
+                plan, best_acc = candidate, trial[t]
+        if best_acc is not None:
+            current[t] = best_acc
+            on_cpu.discard(t)
+            log.info("table %r: %d hottest rows on the DPUs, %d on the host (modelled %.3f ms)", specs[t].name,
+                     len(best_acc.dpu_rows), specs[t].rows - len(best_acc.dpu_rows), plan.predicted["total"] * 1e3)
     return plan
 
 
@@ -586,7 +673,9 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     tables = [TablePlan(specs[t], "cpu", cfg.value_mode) for t in range(len(specs))]
     units = [a.lookups * a.spec.dim / cfg.cost.cpu.ref_dim for a in accesses]
     plan = Plan(level.value, cfg.nr_dpus, cfg.dpus_per_rank, cfg.mram_bytes, cfg.mram_reserve, cfg.batch_size,
-                tables, [], notes={"expected_cpu_units": sum(units[t] for t in on_cpu),
+                tables, [], notes={"expected_cpu_units": sum(units[t] for t in on_cpu) + sum(
+                                       a.host_lookups * a.spec.dim / cfg.cost.cpu.ref_dim
+                                       for t, a in enumerate(accesses) if t not in on_cpu),
                                    "expected_all_units": sum(units), "expected_lookups_pim": 0.0,
                                    "expected_lookups": [a.lookups for a in accesses]})
     if not pim:
@@ -620,6 +709,9 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
         tp = tables[t]
         tp.placement = "pim"
         tp.col_bounds = list(opt.col_bounds)
+        if acc.dpu_rows is not None:      # hybrid: the other rows stay on the host
+            group, local = _expand_rows(group, local, acc.dpu_rows, specs[t].rows)
+            tp.n_host_rows = specs[t].rows - len(acc.dpu_rows)
         tp.row_group, tp.row_local = group, local
         if acc.cache_ptr is not None:
             tp.cache_ptr, tp.cache_rows = acc.cache_ptr, acc.cache_rows

@@ -186,6 +186,10 @@ def replay(plan, weights, idx, off):
     out = []
     for t, tp in enumerate(plan.tables):
         res = np.zeros((len(off[t]) - 1, tp.spec.dim))
+        if tp.placement != "pim":              # CPU-resident: pooled on the host
+            np.add.at(res, np.repeat(np.arange(len(off[t]) - 1), np.diff(off[t])), weights[t][idx[t]])
+            out.append(res)
+            continue
         r = plan.route(t, idx[t], off[t])
         for tile_id in np.unique(r.tile):
             sel = r.tile == tile_id
@@ -291,3 +295,57 @@ def test_replicas_serve_contiguous_bag_ranges_given_by_their_cuts(plans, trace):
             assert round(tile.bag_share * BATCH) == pytest.approx(tile.bag_share * BATCH)   # whole bags
             checked += tp.group_replicas[tile.group] > 1
     assert checked > 0
+
+
+# ---- hybrid tables: hot rows on the DPUs, the cold tail on the host ---------------------------------
+
+def test_planner_puts_the_hot_rows_of_a_table_too_big_for_the_dpus_on_them():
+    rows = ROWS + [400_000]              # 25.6 MB: more than 16 DPUs x 1 MiB hold
+    specs = SPECS + [TableSpec("big", rows[-1], DIM)]
+    rng = np.random.default_rng(5)
+
+    def sample(n):
+        return [([sample_rows(r, BATCH * POOL, rng, skewed=True, salt=t) for t, r in enumerate(rows)],
+                 [np.arange(0, BATCH * POOL + 1, POOL)] * len(rows)) for _ in range(n)]
+
+    prof = build_profile(sample(8), rows)
+    # a slow host (5 M lookups/s) and the planner's batch of 4,096 bags: the DPUs are worth using
+    kw = dict(allow_cpu=True, value_mode="int32", batch_size=4096,
+              cost=PlannerConfig().cost.with_(cpu={"lookups_per_s": 5e6}))
+    whole = make_plan(specs, prof, config("popularity", hybrid=False, **kw))
+    hybrid = make_plan(specs, prof, config("popularity", **kw))
+    assert whole.tables[-1].placement == "cpu"
+    big = hybrid.tables[-1]
+    assert big.placement == "pim" and 0 < big.n_host_rows < big.spec.rows
+    assert big.spec.rows - big.n_host_rows in {round(s * big.spec.rows) for s in PlannerConfig().hybrid_row_shares}
+    assert hybrid.predicted["total"] < whole.predicted["total"]            # the cut is kept because it is faster
+    hybrid.validate()
+    # the DPU rows are the most profiled ones
+    counts = prof[len(rows) - 1].expected_counts()
+    on_dpus = big.row_group >= 0
+    assert counts[on_dpus].min() >= counts[~on_dpus].max()
+    # replayed as an executor must (host rows pooled on the host) it equals the embedding bag
+    weights = [np.random.default_rng(t).standard_normal((r, DIM)).astype(np.float32) for t, r in enumerate(rows)]
+    for idx, off in sample(1):
+        r = hybrid.route(len(rows) - 1, idx[-1], off[-1])
+        assert 0 < len(r.host_rows) < len(idx[-1])
+        for t, (got, w) in enumerate(zip(replay(hybrid, weights, idx, off), weights)):
+            want = np.add.reduceat(w[idx[t]].astype(np.float64), off[t][:-1])
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_forced_hybrid_plan_round_trips_and_is_checked(profile, tmp_path):
+    plan = make_plan(SPECS, profile, config("cache", hybrid_tables={"t0": 0.05, "t3": 0.2}))
+    assert [tp.n_host_rows for tp in plan.tables] == [19000, 0, 0, 9600]
+    assert plan.tables[0].n_cache == 0 and plan.needs_row_map(0)
+    plan.save(tmp_path / "p")
+    again = Plan.load(tmp_path / "p")
+    np.testing.assert_array_equal(again.tables[0].row_group, plan.tables[0].row_group)
+    assert again.tables[3].n_host_rows == 9600
+    again.tables[0].n_host_rows = 5                       # the count must match the -1 marks
+    with pytest.raises(InvalidInputError, match="host-resident"):
+        again.validate()
+    with pytest.raises(InvalidInputError, match="cannot be hybrid"):
+        make_plan(SPECS, profile, config("uniform", hybrid_tables={"t0": 0.05}))
+    with pytest.raises(InvalidInputError, match="unknown tables"):
+        make_plan(SPECS, profile, config("cache", hybrid_tables={"nope": 0.05}))

@@ -127,6 +127,49 @@ def test_float16_tables(profile):
     backend.close()
 
 
+# ---- hybrid tables: hot rows on the DPUs, cold rows pooled by the CPU kernel -----------------------
+
+HYBRID = {"t0": 0.05, "t1": 0.3, "t3": 0.1}     # sum, mean, weighted sum (MAX tables are never hybrid)
+
+
+def test_hybrid_tables_match_cpu_backend(tables, profile, cpu, cpu_abs):
+    backend = PimBackend(planner_config=config("cache", hybrid_tables=HYBRID), cpu_fallback=False)
+    backend.load(tables, profile=profile)
+    plan = backend.plan
+    assert [tp.n_host_rows > 0 for tp in plan.tables] == [True, True, False, True, False]
+    for batch in batches(tables, seed=12):
+        for t in (0, 1, 3):                  # the batch really reads rows of both parts
+            r = plan.route(t, batch.indices[t], batch.offsets[t])
+            assert 0 < len(r.host_rows) < batch.indices[t].size
+        assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    assert backend.stats().modelled_s["cpu_tables"] > 0      # the host part is in the model
+    backend.close()
+
+
+@pytest.mark.parametrize("variant,exporter", [("bag_mean", "dynamo"), ("bag_psw", "dynamo")])
+def test_hybrid_plan_through_updlrm_load(dlrm_export, variant, exporter):
+    from dlrm_models import sample_inputs
+    _, path = dlrm_export(variant, exporter)
+    with updlrm.load(path) as ref:
+        specs = ref.tables
+        sample = [ref.model.batch_from_feeds(sample_inputs(variant, 32, (1, 8), seed=s, exporter=exporter)[1])
+                  for s in range(4)]
+        prof = build_profile(sample, [t.rows for t in specs])
+        cfg = PlannerConfig(nr_dpus=8, level="popularity", batch_size=32, allow_cpu=False,
+                            hybrid_tables={t.name: 0.25 for t in specs})
+        plan = make_plan(specs, prof, cfg)
+        assert all(0 < tp.n_host_rows < tp.spec.rows for tp in plan.tables)
+        with updlrm.load(path, backend="pim", plan=plan, cpu_fallback=False) as sess:
+            for batch_size, pooling in [(1, (0, 3)), (32, (0, 6)), (8, (30, 40))]:
+                _, feeds = sample_inputs(variant, batch_size, pooling, seed=100 + batch_size, exporter=exporter)
+                sparse = ref.model.batch_from_feeds(feeds)
+                got = sess.backend.lookup(sparse)
+                want = ref.backend.lookup(sparse)
+                for g, w in zip(got, want):
+                    np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6 * float(np.abs(w).max(initial=1.0)))
+                np.testing.assert_allclose(sess.run(None, feeds)[0], ref.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
 # ---- integer modes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["i32", "i8"])
