@@ -90,6 +90,9 @@ class Session:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        # onnxruntime's workers spin after each run by default; here they would steal the cores
+        # the embedding kernel is running on (dense_pre overlaps the lookups).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._pre = _DenseRunner(model.dense_pre, options) if model.dense_pre is not None else None
         self._post = _DenseRunner(model.dense_post, options) if model.dense_post is not None else None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updlrm-dense")
