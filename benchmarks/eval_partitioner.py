@@ -127,6 +127,8 @@ def server_cost(cost: CostModel, scale: float) -> CostModel:
     """Every host-side rate (CPU gathers, scatter, reduction) ``scale`` times faster."""
     return cost.with_(cpu={"lookups_per_s": cost.cpu.lookups_per_s * scale},
                       scatter_s_per_lookup=cost.scatter_s_per_lookup / scale,
+                      copy_s_per_lookup=cost.copy_s_per_lookup / scale,
+                      scatter_s_per_partial=cost.scatter_s_per_partial / scale,
                       reduce_bytes_per_s=cost.reduce_bytes_per_s * scale)
 
 

@@ -21,8 +21,11 @@ says the CPU is faster keep tables there (the ``tbl`` column says how many table
 ``--mram-budget-mib`` (default 512 MiB) of table region — 8 MiB per DPU at 64 DPUs, 2 MiB at 256,
 instead of 56 MiB each on a real server — which limits replication.
 
+``--calibrate-host`` only measures the host constants of the cost model (scatter per lookup and
+per partial sum, reduction bytes/s) with the backend's own Cython/C code on this machine.
+
 Usage: ``python benchmarks/eval_pim_e2e.py [--quick] [--all-on-dpus] [--value-mode f32|i32|i8]
-[--cap 50000] [--repeats 3] [--json FILE]``
+[--cap 50000] [--repeats 3] [--calibrate-host] [--json FILE]``
 """
 from __future__ import annotations
 
@@ -134,6 +137,64 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
     return rows
 
 
+def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int = 0) -> dict:
+    """MEASURE the PIM backend's host rates on this machine (the cost model's host constants):
+    the Cython scatter (route + job gathering) and the C reduction of pulled partial sums, on
+    B=4,096 power-law batches of 20-80 indices, 64 emulated DPUs with ``regions_mib`` of table
+    region each (more region: fewer row groups, fewer partial sums), uniform and popularity plans.
+    Scatter time is fitted as ``a * lookups + b * partial sums`` (least squares over the
+    configurations); the reduction rate is partial-sum bytes / seconds of the C reduction alone
+    (the emulator's pull is timed apart, it is not a UPMEM transfer). Medians of ``repeats``."""
+    from updlrm.pim import emb_host
+
+    rng = np.random.default_rng(seed)
+    B = 4096
+    profile = build_profile([random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng) for _ in range(2)],
+                            [t.rows for t in tables])
+    batch = random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng)
+    reduce_timer = []
+    reduce_results = emb_host._emb_pack.reduce_results
+
+    def timed_reduce(*a):
+        t = time.perf_counter()
+        reduce_results(*a)
+        reduce_timer.append(time.perf_counter() - t)
+
+    points = []
+    emb_host._emb_pack.reduce_results = timed_reduce
+    try:
+        for region in regions_mib:
+            for level in ("uniform", "popularity"):
+                cfg = PlannerConfig(nr_dpus=64, level=level, batch_size=B, allow_cpu=False,
+                                    mram_bytes=(8 << 20) + (region << 20), mram_reserve=8 << 20)
+                backend = PimBackend(planner_config=cfg, cpu_fallback=False, cpu_threads=1)
+                backend.load(tables, profile=profile)
+                backend.lookup(batch)
+                scatter_s, reduce_s = [], []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    jobs = backend._scatter(batch)
+                    scatter_s.append(time.perf_counter() - t)
+                    reduce_timer.clear()
+                    backend.lookup(batch)
+                    reduce_s.append(sum(reduce_timer))
+                partial_bytes = float((jobs.n_bags * backend._segs.width[jobs.seg] * 4).sum())
+                points.append({"region_mib": region, "level": level, "lookups": batch.num_lookups,
+                               "mapped": jobs.lookups_mapped, "partials": int(jobs.n_bags.sum()),
+                               "scatter_s": statistics.median(scatter_s), "reduce_s": statistics.median(reduce_s),
+                               "partial_bytes": partial_bytes})
+                backend.close()
+                print(f"region {region} MiB {level}: {points[-1]}", flush=True)
+    finally:
+        emb_host._emb_pack.reduce_results = reduce_results
+    a, b = np.linalg.lstsq(np.array([[p["lookups"], p["partials"]] for p in points], np.float64),
+                           np.array([p["scatter_s"] for p in points]), rcond=None)[0]
+    fit = [a * p["lookups"] + b * p["partials"] for p in points]
+    return {"points": points, "scatter_s_per_lookup": float(a), "scatter_s_per_partial": float(b),
+            "scatter_fit_max_rel_error": float(max(abs(f / p["scatter_s"] - 1) for f, p in zip(fit, points))),
+            "reduce_bytes_per_s": statistics.median(p["partial_bytes"] / p["reduce_s"] for p in points)}
+
+
 def print_rows(rows) -> None:
     print("\nMEASURED on this host (ms, median): pim = whole PIM lookup incl. the emulator's wait; cpu = CPU backend")
     print("MODELLED (ms, cost model fed with the emulator's counters): what a UPMEM server would take;")
@@ -171,8 +232,19 @@ def main() -> None:
     ap.add_argument("--value-mode", default="f32", choices=["f32", "i32", "i8"])
     ap.add_argument("--mram-budget-mib", type=int, default=512, help="MRAM table region of all DPUs together")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--calibrate-host", action="store_true",
+                    help="only measure the host scatter and reduction rates (the cost model's host constants)")
     args = ap.parse_args()
     tables = make_tables(args.cap)
+    if args.calibrate_host:
+        cal = calibrate_host(tables, repeats=args.repeats)
+        print(f"MEASURED here: scatter {cal['scatter_s_per_lookup'] * 1e9:.2f} ns per lookup + "
+              f"{cal['scatter_s_per_partial'] * 1e9:.1f} ns per partial sum (fit within "
+              f"{cal['scatter_fit_max_rel_error']:.0%}), reduction {cal['reduce_bytes_per_s'] / 1e9:.2f} GB/s")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(cal, f, indent=1)
+        return
     cpu = CpuBackend(threads=args.threads)
     cpu.load(tables)
     abs_cpu = CpuBackend(threads=args.threads)

@@ -10,9 +10,10 @@ Per batch::
   (``alpha + beta * bytes`` cycles each); a tasklet issues at most one instruction every 11 cycles,
   so below 11 active tasklets the issue rate drops to ``active / 11`` per cycle; fp32 adds are
   soft-float (~71 instructions), int32 adds ~6.
-* ``T_scatter`` / ``T_reduce``: host work (Cython scatter per lookup — a row-map lookup for tables
-  cut by rows, a plain copy for tables whose bags go whole to one tile —, reduction per pulled
-  byte); their rates are parameters to be measured on the host that runs the engine.
+* ``T_scatter`` / ``T_reduce``: host work (Cython scatter: per lookup routed — row-mapped or copied
+  whole to one tile — plus per partial sum created; C reduction per pulled byte); their rates are
+  parameters, by default MEASURED on this project's 2-vCPU VM with the backend's own code
+  (``benchmarks/eval_pim_e2e.py --calibrate-host``).
 
 Every constant carries its published source (``shared/reference/upmem.md`` section and its
 confidence tag: [V] read in a stored source, [S] secondary source, [R] recalled from the PrIM paper,
@@ -75,10 +76,16 @@ PRIM_RANK_BYTES_PER_DPU = 32e6
 # command round trip on the LIGHT server (0.09 ms, results/direct_1.txt [V]).
 DEFAULT_LAUNCH_S = 0.1e-3
 
-# ---- host-side work (parameters; defaults are assumptions until measured) ------------------- #
-DEFAULT_SCATTER_S_PER_LOOKUP = 5e-9      # Cython scatter of one index through the row maps (assumed; measure)
-DEFAULT_COPY_S_PER_LOOKUP = 0.5e-9       # copying one 4-byte index with its bag (~8 GB/s memcpy; assumed)
-DEFAULT_REDUCE_BYTES_PER_S = 5e9         # host reduction of pulled partial sums (assumed; measure)
+# ---- host-side work: MEASURED on this project's 2-vCPU VM (benchmarks/eval_pim_e2e.py --calibrate-host:
+# 26 Criteo tables capped at 50k rows, B=4096, 20-80 indices per bag, 64 emulated DPUs, six plans
+# with 0.14-1.6 M partial sums; least-squares fit of the scatter within 13% of every point) ----- #
+DEFAULT_SCATTER_S_PER_LOOKUP = 5.4e-9    # route + job gathering of one index, row-mapped (measured)
+# whole-table bags take the same Cython path in the backend (there is no cheaper copy path), so
+# the same measured rate
+DEFAULT_COPY_S_PER_LOOKUP = 5.4e-9
+DEFAULT_SCATTER_S_PER_PARTIAL = 21.8e-9  # per partial sum (sub-bag of a job) the scatter creates (measured)
+DEFAULT_REDUCE_BYTES_PER_S = 14.3e9      # C reduction of pulled partial sums, median of the six plans
+                                         # (11.6-14.3 GB/s; the emulator's pull is not included) (measured)
 # CPU-only baseline: torch F.embedding_bag, 2 threads, dim 64, B=4096, L=32: 40 M lookups/s
 # (reference/baselines.md headline table, measured on this project's 2-vCPU VM).
 DEFAULT_CPU_LOOKUPS_PER_S = 40e6
@@ -196,6 +203,7 @@ class BatchWork:
     launches: int = 1
     host_lookups: int = 0       # indices the host maps one by one (row -> group, local row)
     host_copy_lookups: int = 0  # indices the host only copies (whole bags to one tile)
+    host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the host scatter creates
     host_reduce_bytes: float | None = None   # bytes the host reduces (default: sum of pull_bytes)
     cpu_lookup_units: float = 0.0  # lookups x (dim / ref_dim) done by the CPU for CPU-resident tables
     value_mode: ValueMode = "fp32"
@@ -299,6 +307,7 @@ class CostModel:
     launch_s: float = DEFAULT_LAUNCH_S
     scatter_s_per_lookup: float = DEFAULT_SCATTER_S_PER_LOOKUP
     copy_s_per_lookup: float = DEFAULT_COPY_S_PER_LOOKUP
+    scatter_s_per_partial: float = DEFAULT_SCATTER_S_PER_PARTIAL
     reduce_bytes_per_s: float = DEFAULT_REDUCE_BYTES_PER_S
     cpu: CpuModel = field(default_factory=CpuModel)
 
@@ -368,7 +377,8 @@ class CostModel:
         h2d, d2h = self.transfer_seconds(work)
         reduce_bytes = work.host_reduce_bytes if work.host_reduce_bytes is not None else float(work.pull_bytes.sum())
         return StageTimes(
-            scatter=work.host_lookups * self.scatter_s_per_lookup + work.host_copy_lookups * self.copy_s_per_lookup,
+            scatter=(work.host_lookups * self.scatter_s_per_lookup + work.host_copy_lookups * self.copy_s_per_lookup
+                     + work.host_partials * self.scatter_s_per_partial),
             h2d=h2d,
             launch=work.launches * self.launch_s,
             kernel=float(per_dpu.max()),

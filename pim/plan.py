@@ -368,6 +368,7 @@ class Plan:
             work.pull_bytes = acc(bags * stride)
         work.host_lookups = host_lookups
         work.host_copy_lookups = host_copy_lookups
+        work.host_partials = float(np.sum(bags))
         work.cpu_lookup_units = cpu_lookup_units
         if host_add_bytes:
             work.host_reduce_bytes = float(work.pull_bytes.sum()) + host_add_bytes
