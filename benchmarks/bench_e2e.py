@@ -72,8 +72,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = CriteoDLRM([args.rows] * args.tables, args.dim).eval()
-    path = args.workdir / f"dlrm_{args.tables}x{args.rows}x{args.dim}" / "model.onnx"
+    # The MLPs of the reference benchmark (reference/onnx_export.md §6): 13-512-256-64 bottom,
+    # 100-512-512-256-1 top for 8 tables of dim 64.
+    model = CriteoDLRM([args.rows] * args.tables, args.dim, bottom=(512, 256), top=(512, 512, 256)).eval()
+    path = args.workdir / f"dlrm_{args.tables}x{args.rows}x{args.dim}_ref_mlp" / "model.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()

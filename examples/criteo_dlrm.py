@@ -26,18 +26,27 @@ import updlrm
 from updlrm.synthetic import CRITEO_KAGGLE_CARDINALITIES
 
 
+def mlp(sizes: list[int], last: nn.Module) -> nn.Sequential:
+    """Linear layers with ReLU between them and ``last`` after the final one."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(n_in, n_out), last if i == len(sizes) - 2 else nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class CriteoDLRM(nn.Module):
     """Bottom MLP, one sum EmbeddingBag per categorical feature, dot interaction, top MLP."""
 
-    def __init__(self, rows: list[int], dim: int = 16) -> None:
+    def __init__(self, rows: list[int], dim: int = 16, bottom: tuple[int, ...] = (64,),
+                 top: tuple[int, ...] = (64,)) -> None:
         super().__init__()
-        self.bot = nn.Sequential(nn.Linear(13, 64), nn.ReLU(), nn.Linear(64, dim), nn.ReLU())
+        self.bot = mlp([13, *bottom, dim], nn.ReLU())
         self.emb = nn.ModuleList(nn.EmbeddingBag(n, dim, mode="sum") for n in rows)
         for e, n in zip(self.emb, rows):
             nn.init.uniform_(e.weight, -(1 / n) ** 0.5, (1 / n) ** 0.5)
         t = len(rows) + 1
         self.li, self.lj = torch.tril_indices(t, t, offset=-1)
-        self.top = nn.Sequential(nn.Linear(dim + t * (t - 1) // 2, 64), nn.ReLU(), nn.Linear(64, 1), nn.Sigmoid())
+        self.top = mlp([dim + t * (t - 1) // 2, *top, 1], nn.Sigmoid())
 
     def forward(self, dense_x: torch.Tensor, offsets: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         x = self.bot(dense_x)
