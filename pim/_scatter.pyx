@@ -233,3 +233,51 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
             seg_nnz[s] += 1
         csr_off[bcur] = icur
     return int(js), int(bcur), int(icur)
+
+
+def copy_jobs(const index_t[::1] idx, const index_t[::1] off, const double[::1] replica_cut,
+              const int32_t[::1] replica_tile, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
+              int64_t row_base, const float[::1] src_weights,
+              int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
+              int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t n_jobs, int64_t n_bags, int64_t nnz):
+    """:func:`route` + :func:`gather_jobs` for a *whole* table: one row group whose local rows
+    are the table's rows, one column slice, no cache, no host rows, every replica's tile
+    (``replica_tile[j]``) in a segment of its own. Replica ``j`` serves a contiguous range of bags
+    (the rule's cuts), so its job is the bags of that range, copied (no row map).
+
+    Same CSR arrays and return value as :func:`gather_jobs`; ``src_weights`` (empty:
+    unweighted) are copied along. Raises :class:`CapacityError` if the CSR arrays are too small.
+    """
+    cdef int64_t n_b = off.shape[0] - 1, n_rep = replica_cut.shape[0]
+    cdef int64_t j = 0, b, i, js = n_jobs, bcur = n_bags, icur = nnz, base, start_b
+    cdef bint weighted = src_weights.shape[0] > 0
+    cdef int64_t total = off[n_b] - off[0]
+    if (n_jobs + n_rep > job_seg.shape[0] or n_jobs + n_rep + 1 > job_bag_ptr.shape[0]
+            or n_bags + n_b + 1 > csr_off.shape[0] or n_bags + n_b > bag_row.shape[0]
+            or nnz + total > csr_idx.shape[0] or (weighted and nnz + total > csr_w.shape[0])):
+        raise CapacityError("scatter buffers too small")
+    with nogil:
+        job_bag_ptr[js] = bcur
+        b = 0
+        while j < n_rep:
+            start_b = bcur
+            base = tile_row_base[replica_tile[j]]
+            # bags whose position lies below this replica's cut (the last cut is 1)
+            while b < n_b and (j == n_rep - 1 or (b + 0.5) / n_b < replica_cut[j]):
+                if off[b + 1] > off[b]:
+                    csr_off[bcur] = icur
+                    bag_row[bcur] = row_base + b
+                    bcur += 1
+                    for i in range(off[b], off[b + 1]):
+                        csr_idx[icur] = <int32_t>(base + idx[i])
+                        if weighted:
+                            csr_w[icur] = src_weights[i]
+                        icur += 1
+                b += 1
+            if bcur > start_b:
+                job_seg[js] = tile_seg[replica_tile[j]]
+                js += 1
+                job_bag_ptr[js] = bcur
+            j += 1
+        csr_off[bcur] = icur
+    return int(js), int(bcur), int(icur)

@@ -224,6 +224,7 @@ class PimBackend:
         self._routes = {t: TableRoute.of(plan.tables[t]) for t in self._pim}
         self._hybrid = [t for t in self._pim if plan.tables[t].n_host_rows]
         self._segs = _Segments.of(plan)
+        self._whole = {t: tiles for t in self._pim if (tiles := self._whole_table_tiles(plan, t)) is not None}
         self._ops = {t: self._op(self.tables[t]) for t in self._pim}
         # output layout: with one dim for every PIM table, table k's bags are rows k*B .. k*B+B-1
         # of a [T*B, dim] buffer (views, no copy); otherwise one [B, sum(dims)] buffer.
@@ -243,6 +244,18 @@ class PimBackend:
         self._buffers: dict[str, np.ndarray] = {}
         self._summary = report(plan, self.cost).as_dict()
         self._reset_stats(time.perf_counter() - start)
+
+    def _whole_table_tiles(self, plan: Plan, t: int) -> np.ndarray | None:
+        """The tile of each replica of a table whose bags can be copied whole to their replica
+        (one group numbered as the table, one slice, no cache, no host rows, one segment per
+        replica), else None: the scatter then needs no row map."""
+        tp = plan.tables[t]
+        if plan.needs_row_map(t) or tp.n_slices != 1 or \
+           not np.array_equal(tp.row_local, np.arange(tp.spec.rows, dtype=tp.row_local.dtype)):
+            return None
+        tiles = np.ascontiguousarray(tp.group_tiles, np.int32)
+        segs = self._segs.tile_seg[tiles]
+        return tiles if len(np.unique(segs)) == len(segs) else None
 
     def _make_plan(self, tables: list[EmbeddingTable], profile: Any) -> Plan:
         source = self._plan_source
@@ -410,6 +423,13 @@ class PimBackend:
             route = self._routes[t]
             weighted_t = self.tables[t].weighted
             n_idx = batch.indices[t].size
+            if t in self._whole:
+                copied += n_idx
+                n_jobs, n_bags, nnz = _scatter.copy_jobs(
+                    batch.indices[t], batch.offsets[t], route.replica_cut, self._whole[t], segs.tile_seg,
+                    segs.tile_row_base, k * B if self._stacked else 0, batch.weights[t] if weighted_t else empty_w,
+                    off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
+                continue
             # per-table host lists: they live until the batch completes (the CPU kernel reads them)
             host_out = (self._buffer(f"host_idx{t}", n_idx, np.int64), self._buffer(f"host_off{t}", B + 1, np.int64),
                         self._buffer(f"host_pos{t}", n_idx, np.int64) if weighted_t else no_pos)

@@ -424,7 +424,9 @@ def _materialise(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndar
     n_all = acc.n_all
     group = np.empty(n_all, np.int32)
     local = np.empty(n_all, np.int32)
-    if level is Level.UNIFORM:
+    if level is Level.UNIFORM or (opt.groups == 1 and len(opt.hot_rows) == 0):
+        # (one group: the order inside it does not matter, and the table's own numbering lets the
+        # executor copy whole bags without a row map)
         g = (np.arange(n_all, dtype=np.int64) * opt.groups) // n_all
         starts = np.searchsorted(g, np.arange(opt.groups))
         group[:] = g

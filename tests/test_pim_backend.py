@@ -127,6 +127,18 @@ def test_float16_tables(profile):
     backend.close()
 
 
+def test_whole_tables_are_copied_without_a_row_map(tables, profile, cpu, cpu_abs):
+    # 4 MiB per DPU: every table (sum, mean, max, weighted) fits one tile, replicated by bag ranges
+    backend = PimBackend(planner_config=config("popularity", mram_bytes=(8 << 20) + (4 << 20)), cpu_fallback=False)
+    backend.load(tables, profile=profile)
+    assert sorted(backend._whole) == list(range(len(tables)))
+    assert max(tp.n_groups for tp in backend.plan.tables) == 1 and backend.plan.tables[0].group_replicas[0] > 1
+    for batch in batches(tables, seed=13):
+        assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+        assert backend._scatter(batch).lookups_mapped == 0
+    backend.close()
+
+
 # ---- hybrid tables: hot rows on the DPUs, cold rows pooled by the CPU kernel -----------------------
 
 HYBRID = {"t0": 0.05, "t1": 0.3, "t3": 0.1}     # sum, mean, weighted sum (MAX tables are never hybrid)
