@@ -94,7 +94,6 @@ INLINE void row_apply_f16_portable(enum row_op op, float *restrict acc,
 
 #define WEIGHT_T float
 #define ROW_APPLY row_apply_f32
-#define TARGET
 #define INDEX_T int32_t
 #define FN pool_f32_i32_portable
 #include "pool_bags.inc"
@@ -122,7 +121,6 @@ INLINE void row_apply_f16_portable(enum row_op op, float *restrict acc,
 #undef FN
 #undef WEIGHT_T
 #undef ROW_APPLY
-#undef TARGET
 
 typedef void (*pool_fn)(const ebag_table *, int64_t, int64_t);
 
