@@ -169,21 +169,37 @@ def plan_and_eval(specs, profile, cfg, cost, held_out, png=None) -> dict:
     plan = make_plan(specs, profile, dataclasses.replace(cfg, cost=cost))
     res = evaluate(plan, cost, held_out, png)
     res["planner_s"] = time.perf_counter() - t0
+    hybrid = [tp for tp in plan.tables if tp.n_host_rows]
+    res["hybrid_tables"] = f"{len(hybrid)} ({sum(tp.spec.rows - tp.n_host_rows for tp in hybrid):,})" if hybrid else "0"
+    # the hybrid tables' host rows read by the held-out batches: the planner's estimate is from the sample
+    res["trace"]["host_row_share_of_hybrid_lookups"] = _host_share(plan, held_out)
     return res
+
+
+def _host_share(plan, held_out) -> float | None:
+    hybrid = [t for t, tp in enumerate(plan.tables) if tp.n_host_rows]
+    if not hybrid:
+        return None
+    host = total = 0
+    for idx, off in held_out:
+        for t in hybrid:
+            host += len(plan.route(t, idx[t], off[t]).host_rows)
+            total += len(idx[t])
+    return host / total
 
 
 def fmt_row(name: str, r: dict) -> str:
     st, tr = r["modelled_s"], r["trace"]
-    return (f"| {name} | {len(r['tables_on_cpu'])} | {r['active_dpus']} | {r['imbalance_elements']:.3f} / {r['imbalance_kernel']:.3f} | "
+    return (f"| {name} | {len(r['tables_on_cpu'])} | {r['hybrid_tables']} | {r['active_dpus']} | {r['imbalance_elements']:.3f} / {r['imbalance_kernel']:.3f} | "
             f"{tr['imbalance_elements']:.3f} / {tr['imbalance_kernel']:.3f} | {tr['reads_saved_share']:.2%} | "
             f"{st['scatter'] * 1e3:.2f} | {st['h2d'] * 1e3:.2f} | {st['kernel'] * 1e3:.2f} | {st['d2h'] * 1e3:.2f} | "
             f"{st['reduce'] * 1e3:.2f} | {st['cpu_tables'] * 1e3:.2f} | {st['total'] * 1e3:.2f} | "
             f"{tr['modelled_total_s'] * 1e3:.2f} | {tr['cpu_only_modelled_s'] * 1e3:.2f} | {tr['modelled_speedup']:.2f}x |")
 
 
-HEADER = ("| config | tables on CPU | DPUs used | imbalance expected accesses / kernel | imbalance held-out accesses / kernel | "
+HEADER = ("| config | tables on CPU | hybrid tables (rows on DPUs) | DPUs used | imbalance expected accesses / kernel | imbalance held-out accesses / kernel | "
           "reads saved by cache | scatter | h2d | kernel | d2h | reduce | CPU tables | total (expected) | "
-          "total (held-out) | CPU-only | speedup |\n" + "|---" * 17 + "|")
+          "total (held-out) | CPU-only | speedup (held-out) |\n" + "|---" * 18 + "|")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                          "left for DRAM next to the PIM DIMMs); host rates scale by it / this VM's 21.8 GB/s")
     ap.add_argument("--out", default=None, help="folder for per-level load PNGs")
     ap.add_argument("--json", default=None, help="write all results here")
+    ap.add_argument("--sections", default="2,2b,3,4", help="which evaluation sections to run (comma list)")
+    ap.add_argument("--profile-batches", type=int, default=8,
+                    help="batches of 4,096 bags in the access profile (exact counts for every table)")
     args = ap.parse_args(argv)
+    sections = set(args.sections.split(","))
 
     rows = [min(n, 200_000) for n in CRITEO_KAGGLE_CARDINALITIES] if args.quick else list(CRITEO_KAGGLE_CARDINALITIES)
     specs = [TableSpec(f"C{i + 1}", n, DIM) for i, n in enumerate(rows)]
@@ -221,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
           f"server host: all host rates x{scale:.2f} ({args.server_mem_gbps} GB/s stated vs {THIS_VM_SEQ_GBPS} GB/s)")
 
     rng = np.random.default_rng(0)
-    n_profile = 2 if args.quick else 4
+    n_profile = 2 if args.quick else args.profile_batches
     workloads = {}
     for trace in ("powerlaw", "uniform"):
         for pooling in ((20, 80), (1, 1)):
@@ -230,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             skewed = trace == "powerlaw"
             t0 = time.perf_counter()
             sample = [make_batch(rows, 4096, pooling, skewed, rng) for _ in range(n_profile)]
-            prof = build_profile(sample, rows, names=[s.name for s in specs])
+            # exact counts for every table (up to 16 M rows): hybrid cuts rank rows by them
+            prof = build_profile(sample, rows, names=[s.name for s in specs], exact_limit=1 << 24)
             held = [make_batch(rows, 4096, pooling, skewed, rng) for _ in range(2)]
             workloads[(trace, pooling)] = (prof, held)
             top = np.mean([p.top_share(max(1, p.num_rows // 100)) for p in prof.tables if p.exact])
@@ -242,57 +263,61 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    print("\n## 2. Levels on 2,560 DPUs, B=4096, pooling 20-80 (all times MODELLED, ms per batch; "
-          "accesses = values read, i.e. row slices x width)\n")
-    print(HEADER)
-    modes = ("int32",) if args.quick else ("int32", "fp32")
-    for trace in ("powerlaw", "uniform"):
-        prof, held = workloads[(trace, (20, 80))]
-        for mode in modes if trace == "powerlaw" else ("int32",):
+    if "2" in sections:
+        print("\n## 2. Levels on 2,560 DPUs, B=4096, pooling 20-80 (all times MODELLED, ms per batch; "
+              "accesses = values read, i.e. row slices x width)\n")
+        print(HEADER)
+        modes = ("int32",) if args.quick else ("int32", "fp32")
+        for trace in ("powerlaw", "uniform"):
+            prof, held = workloads[(trace, (20, 80))]
+            for mode in modes if trace == "powerlaw" else ("int32",):
+                for level in Level:
+                    png = str(out_dir / f"load_{trace}_{mode}_{level.value}.png") if out_dir else None
+                    cfg = dataclasses.replace(base, level=level, value_mode=mode)
+                    r = plan_and_eval(specs, prof, cfg, cost, held, png)
+                    results["main"][f"{trace}/{mode}/{level.value}"] = r
+                    print(fmt_row(f"{trace} {mode} {level.value}", r), flush=True)
+            if trace == "powerlaw":
+                for level in Level:
+                    cfg = dataclasses.replace(base, level=level, value_mode="int32")
+                    r = plan_and_eval(specs, prof, cfg, server, held)
+                    results["main"][f"{trace}/int32/{level.value}/server-host"] = r
+                    print(fmt_row(f"{trace} int32 {level.value}, server host x{scale:.1f}", r), flush=True)
+
+    if "2b" in sections:
+        print("\n## 2b. Same, every table forced onto the DPUs (no CPU fallback): big tables are cut by rows\n")
+        print(HEADER)
+        for trace in ("powerlaw", "uniform"):
+            prof, held = workloads[(trace, (20, 80))]
             for level in Level:
-                png = str(out_dir / f"load_{trace}_{mode}_{level.value}.png") if out_dir else None
-                cfg = dataclasses.replace(base, level=level, value_mode=mode)
+                png = str(out_dir / f"load_all_on_dpus_{trace}_{level.value}.png") if out_dir else None
+                cfg = dataclasses.replace(base, level=level, value_mode="int32", allow_cpu=False)
                 r = plan_and_eval(specs, prof, cfg, cost, held, png)
-                results["main"][f"{trace}/{mode}/{level.value}"] = r
-                print(fmt_row(f"{trace} {mode} {level.value}", r), flush=True)
-        if trace == "powerlaw":
-            for level in Level:
-                cfg = dataclasses.replace(base, level=level, value_mode="int32")
-                r = plan_and_eval(specs, prof, cfg, server, held)
-                results["main"][f"{trace}/int32/{level.value}/server-host"] = r
-                print(fmt_row(f"{trace} int32 {level.value}, server host x{scale:.1f}", r), flush=True)
+                results["main"][f"{trace}/int32/{level.value}/all-on-dpus"] = r
+                print(fmt_row(f"{trace} int32 {level.value}, all on DPUs", r), flush=True)
 
-    print("\n## 2b. Same, every table forced onto the DPUs (no CPU fallback): big tables are cut by rows\n")
-    print(HEADER)
-    for trace in ("powerlaw", "uniform"):
-        prof, held = workloads[(trace, (20, 80))]
+    if "3" in sections:
+        print("\n## 3. Pooling 1 (power-law), 2,560 DPUs, B=4096, int32\n")
+        print(HEADER)
+        prof1, held1 = workloads[("powerlaw", (1, 1))]
         for level in Level:
-            png = str(out_dir / f"load_all_on_dpus_{trace}_{level.value}.png") if out_dir else None
-            cfg = dataclasses.replace(base, level=level, value_mode="int32", allow_cpu=False)
-            r = plan_and_eval(specs, prof, cfg, cost, held, png)
-            results["main"][f"{trace}/int32/{level.value}/all-on-dpus"] = r
-            print(fmt_row(f"{trace} int32 {level.value}, all on DPUs", r), flush=True)
+            r = plan_and_eval(specs, prof1, dataclasses.replace(base, level=level, value_mode="int32"), cost, held1)
+            results["pooling1"][level.value] = r
+            print(fmt_row(f"pooling 1 {level.value}", r), flush=True)
 
-    print("\n## 3. Pooling 1 (power-law), 2,560 DPUs, B=4096, int32\n")
-    print(HEADER)
-    prof1, held1 = workloads[("powerlaw", (1, 1))]
-    for level in Level:
-        r = plan_and_eval(specs, prof1, dataclasses.replace(base, level=level, value_mode="int32"), cost, held1)
-        results["pooling1"][level.value] = r
-        print(fmt_row(f"pooling 1 {level.value}", r), flush=True)
-
-    print("\n## 4. Sweeps: cache level, int32, power-law, pooling 20-80\n")
-    print(HEADER)
-    prof, _ = workloads[("powerlaw", (20, 80))]
-    batches = (64, 4096) if args.quick else (64, 512, 4096)
-    dpus = (256, 2560) if args.quick else (256, 1024, 2560)
-    for b in batches:
-        held_b = [make_batch(rows, b, (20, 80), True, rng) for _ in range(2)]
-        for n in dpus:
-            cfg = dataclasses.replace(base, level=Level.CACHE, value_mode="int32", nr_dpus=n, batch_size=b)
-            r = plan_and_eval(specs, prof, cfg, cost, held_b)
-            results["sweep"][f"B{b}/D{n}"] = r
-            print(fmt_row(f"B={b}, {n} DPUs", r), flush=True)
+    if "4" in sections:
+        print("\n## 4. Sweeps: cache level, int32, power-law, pooling 20-80\n")
+        print(HEADER)
+        prof, _ = workloads[("powerlaw", (20, 80))]
+        batches = (64, 4096) if args.quick else (64, 512, 4096)
+        dpus = (256, 2560) if args.quick else (256, 1024, 2560)
+        for b in batches:
+            held_b = [make_batch(rows, b, (20, 80), True, rng) for _ in range(2)]
+            for n in dpus:
+                cfg = dataclasses.replace(base, level=Level.CACHE, value_mode="int32", nr_dpus=n, batch_size=b)
+                r = plan_and_eval(specs, prof, cfg, cost, held_b)
+                results["sweep"][f"B{b}/D{n}"] = r
+                print(fmt_row(f"B={b}, {n} DPUs", r), flush=True)
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))

@@ -142,8 +142,8 @@ def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int =
     the Cython scatter (route + job gathering) and the C reduction of pulled partial sums, on
     B=4,096 power-law batches of 20-80 indices, 64 emulated DPUs with ``regions_mib`` of table
     region each (more region: fewer row groups, fewer partial sums), uniform and popularity plans.
-    Scatter time is fitted as ``a * lookups + b * partial sums`` (least squares over the
-    configurations); the reduction rate is partial-sum bytes / seconds of the C reduction alone
+    Scatter time is fitted as ``a * row-mapped lookups + c * copied lookups (whole tables) +
+    b * partial sums`` (least squares over the configurations); the reduction rate is partial-sum bytes / seconds of the C reduction alone
     (the emulator's pull is timed apart, it is not a UPMEM transfer). Medians of ``repeats``."""
     from updlrm.pim import emb_host
 
@@ -187,10 +187,11 @@ def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int =
                 print(f"region {region} MiB {level}: {points[-1]}", flush=True)
     finally:
         emb_host._emb_pack.reduce_results = reduce_results
-    a, b = np.linalg.lstsq(np.array([[p["lookups"], p["partials"]] for p in points], np.float64),
-                           np.array([p["scatter_s"] for p in points]), rcond=None)[0]
-    fit = [a * p["lookups"] + b * p["partials"] for p in points]
-    return {"points": points, "scatter_s_per_lookup": float(a), "scatter_s_per_partial": float(b),
+    x = np.array([[p["mapped"], p["lookups"] - p["mapped"], p["partials"]] for p in points], np.float64)
+    a, c, b = np.linalg.lstsq(x, np.array([p["scatter_s"] for p in points]), rcond=None)[0]
+    fit = x @ np.array([a, c, b])
+    return {"points": points, "scatter_s_per_lookup": float(a), "copy_s_per_lookup": float(c),
+            "scatter_s_per_partial": float(b),
             "scatter_fit_max_rel_error": float(max(abs(f / p["scatter_s"] - 1) for f, p in zip(fit, points))),
             "reduce_bytes_per_s": statistics.median(p["partial_bytes"] / p["reduce_s"] for p in points)}
 
@@ -238,7 +239,8 @@ def main() -> None:
     tables = make_tables(args.cap)
     if args.calibrate_host:
         cal = calibrate_host(tables, repeats=args.repeats)
-        print(f"MEASURED here: scatter {cal['scatter_s_per_lookup'] * 1e9:.2f} ns per lookup + "
+        print(f"MEASURED here: scatter {cal['scatter_s_per_lookup'] * 1e9:.2f} ns per row-mapped lookup, "
+              f"{cal['copy_s_per_lookup'] * 1e9:.2f} ns per copied lookup, "
               f"{cal['scatter_s_per_partial'] * 1e9:.1f} ns per partial sum (fit within "
               f"{cal['scatter_fit_max_rel_error']:.0%}), reduction {cal['reduce_bytes_per_s'] / 1e9:.2f} GB/s")
         if args.json:

@@ -237,47 +237,84 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
 
 def copy_jobs(const index_t[::1] idx, const index_t[::1] off, const double[::1] replica_cut,
               const int32_t[::1] replica_tile, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
-              int64_t row_base, const float[::1] src_weights,
+              int64_t seg_lo, int64_t seg_hi, int64_t row_base, const float[::1] src_weights,
+              int64_t[::1] rep_first_bag, int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
               int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
               int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t n_jobs, int64_t n_bags, int64_t nnz):
     """:func:`route` + :func:`gather_jobs` for a *whole* table: one row group whose local rows
-    are the table's rows, one column slice, no cache, no host rows, every replica's tile
-    (``replica_tile[j]``) in a segment of its own. Replica ``j`` serves a contiguous range of bags
-    (the rule's cuts), so its job is the bags of that range, copied (no row map).
+    are the table's rows, one column slice, no cache, no host rows. Replica ``j`` (tile
+    ``replica_tile[j]``) serves a contiguous range of bags (the rule's cuts), so the bags are
+    copied to the job of its segment as they are (no row map); replicas sharing a segment share
+    its job, their bags in batch order.
 
-    Same CSR arrays and return value as :func:`gather_jobs`; ``src_weights`` (empty:
-    unweighted) are copied along. Raises :class:`CapacityError` if the CSR arrays are too small.
+    Segments are ``seg_lo .. seg_hi-1``; ``seg_subbags`` / ``seg_nnz`` are scratch of that many
+    entries, ``rep_first_bag`` of ``len(replica_cut) + 1``. Same CSR arrays and return value as
+    :func:`gather_jobs`; ``src_weights`` (empty: unweighted) are copied along. Raises
+    :class:`CapacityError` if the CSR arrays are too small.
     """
-    cdef int64_t n_b = off.shape[0] - 1, n_rep = replica_cut.shape[0]
-    cdef int64_t j = 0, b, i, js = n_jobs, bcur = n_bags, icur = nnz, base, start_b
+    cdef int64_t n_b = off.shape[0] - 1, n_rep = replica_cut.shape[0], n_segs = seg_hi - seg_lo
+    cdef int64_t j, b, i, s, k, js = n_jobs, bcur = n_bags, icur = nnz, base, touched = 0
+    cdef int64_t total_sub = 0, total_nnz = 0
     cdef bint weighted = src_weights.shape[0] > 0
-    cdef int64_t total = off[n_b] - off[0]
-    if (n_jobs + n_rep > job_seg.shape[0] or n_jobs + n_rep + 1 > job_bag_ptr.shape[0]
-            or n_bags + n_b + 1 > csr_off.shape[0] or n_bags + n_b > bag_row.shape[0]
-            or nnz + total > csr_idx.shape[0] or (weighted and nnz + total > csr_w.shape[0])):
+    if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or rep_first_bag.shape[0] < n_rep + 1:
+        raise InvalidInputError("copy_jobs scratch arrays are too small")
+    with nogil:
+        # each replica's first bag (the first whose position lies below its cut; the last cut is 1)
+        b = 0
+        for j in range(n_rep):
+            rep_first_bag[j] = b
+            while b < n_b and (j == n_rep - 1 or (b + 0.5) / n_b < replica_cut[j]):
+                b += 1
+        rep_first_bag[n_rep] = n_b
+        for s in range(n_segs):
+            seg_subbags[s] = 0
+            seg_nnz[s] = 0
+        for j in range(n_rep):
+            s = tile_seg[replica_tile[j]] - seg_lo
+            for b in range(rep_first_bag[j], rep_first_bag[j + 1]):
+                if off[b + 1] > off[b]:
+                    seg_subbags[s] += 1
+                    seg_nnz[s] += off[b + 1] - off[b]
+        for s in range(n_segs):
+            total_sub += seg_subbags[s]
+            total_nnz += seg_nnz[s]
+            if seg_subbags[s]:
+                touched += 1
+    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
+            or n_bags + total_sub + 1 > csr_off.shape[0] or n_bags + total_sub > bag_row.shape[0]
+            or nnz + total_nnz > csr_idx.shape[0] or (weighted and nnz + total_nnz > csr_w.shape[0])):
         raise CapacityError("scatter buffers too small")
     with nogil:
+        # counts -> each segment's first sub-bag and index (scratch reused as cursors)
         job_bag_ptr[js] = bcur
-        b = 0
-        while j < n_rep:
-            start_b = bcur
+        for s in range(n_segs):
+            if seg_subbags[s] == 0:
+                continue
+            job_seg[js] = seg_lo + s
+            k = seg_subbags[s]
+            seg_subbags[s] = bcur
+            bcur += k
+            k = seg_nnz[s]
+            seg_nnz[s] = icur
+            icur += k
+            js += 1
+            job_bag_ptr[js] = bcur
+        for j in range(n_rep):
+            s = tile_seg[replica_tile[j]] - seg_lo
             base = tile_row_base[replica_tile[j]]
-            # bags whose position lies below this replica's cut (the last cut is 1)
-            while b < n_b and (j == n_rep - 1 or (b + 0.5) / n_b < replica_cut[j]):
-                if off[b + 1] > off[b]:
-                    csr_off[bcur] = icur
-                    bag_row[bcur] = row_base + b
-                    bcur += 1
-                    for i in range(off[b], off[b + 1]):
-                        csr_idx[icur] = <int32_t>(base + idx[i])
-                        if weighted:
-                            csr_w[icur] = src_weights[i]
-                        icur += 1
-                b += 1
-            if bcur > start_b:
-                job_seg[js] = tile_seg[replica_tile[j]]
-                js += 1
-                job_bag_ptr[js] = bcur
-            j += 1
+            for b in range(rep_first_bag[j], rep_first_bag[j + 1]):
+                if off[b + 1] == off[b]:
+                    continue
+                k = seg_subbags[s]
+                csr_off[k] = seg_nnz[s]
+                bag_row[k] = row_base + b
+                seg_subbags[s] = k + 1
+                k = seg_nnz[s]
+                for i in range(off[b], off[b + 1]):
+                    csr_idx[k] = <int32_t>(base + idx[i])
+                    if weighted:
+                        csr_w[k] = src_weights[i]
+                    k += 1
+                seg_nnz[s] = k
         csr_off[bcur] = icur
     return int(js), int(bcur), int(icur)

@@ -245,17 +245,16 @@ class PimBackend:
         self._summary = report(plan, self.cost).as_dict()
         self._reset_stats(time.perf_counter() - start)
 
-    def _whole_table_tiles(self, plan: Plan, t: int) -> np.ndarray | None:
+    @staticmethod
+    def _whole_table_tiles(plan: Plan, t: int) -> np.ndarray | None:
         """The tile of each replica of a table whose bags can be copied whole to their replica
-        (one group numbered as the table, one slice, no cache, no host rows, one segment per
-        replica), else None: the scatter then needs no row map."""
+        (one group numbered as the table, one slice, no cache, no host rows), else None: the
+        scatter then needs no row map."""
         tp = plan.tables[t]
         if plan.needs_row_map(t) or tp.n_slices != 1 or \
            not np.array_equal(tp.row_local, np.arange(tp.spec.rows, dtype=tp.row_local.dtype)):
             return None
-        tiles = np.ascontiguousarray(tp.group_tiles, np.int32)
-        segs = self._segs.tile_seg[tiles]
-        return tiles if len(np.unique(segs)) == len(segs) else None
+        return np.ascontiguousarray(tp.group_tiles, np.int32)
 
     def _make_plan(self, tables: list[EmbeddingTable], profile: Any) -> Plan:
         source = self._plan_source
@@ -404,6 +403,7 @@ class PimBackend:
         weighted = any(self.tables[t].weighted for t in self._pim)
         n_segs_max = max(segs.hi[t] - segs.lo[t] for t in self._pim)
         scratch = [self._buffer(f"seg{k}", n_segs_max, np.int64) for k in range(3)]
+        rep_first = self._buffer("rep_first", max((len(v) for v in self._whole.values()), default=0) + 1, np.int64)
         # reused from batch to batch (no page faults on fresh memory): only one batch is ever
         # incomplete, and a batch's CSR is not needed once it is
         off = self._buffer("off", bags_cap + 1, np.int64)
@@ -427,7 +427,8 @@ class PimBackend:
                 copied += n_idx
                 n_jobs, n_bags, nnz = _scatter.copy_jobs(
                     batch.indices[t], batch.offsets[t], route.replica_cut, self._whole[t], segs.tile_seg,
-                    segs.tile_row_base, k * B if self._stacked else 0, batch.weights[t] if weighted_t else empty_w,
+                    segs.tile_row_base, segs.lo[t], segs.hi[t], k * B if self._stacked else 0,
+                    batch.weights[t] if weighted_t else empty_w, rep_first, *scratch[:2],
                     off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
                 continue
             # per-table host lists: they live until the batch completes (the CPU kernel reads them)
