@@ -137,6 +137,17 @@ def test_whole_tables_are_copied_without_a_row_map(tables, profile, cpu, cpu_abs
         assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
         assert backend._scatter(batch).lookups_mapped == 0
     backend.close()
+    # two replicas of the weighted table on one DPU: one segment, one job for both bag ranges
+    plan = backend.plan
+    first, second = (plan.tiles[i] for i in plan.tables[3].group_tiles[:2])
+    second.mram_offset, second.dpu = int(plan.mram_used()[first.dpu]), first.dpu
+    plan.validate()
+    shared = PimBackend(plan=plan, cpu_fallback=False)
+    shared.load(tables)
+    assert 3 in shared._whole and len(set(shared._segs.tile_seg[shared._whole[3]].tolist())) < len(shared._whole[3])
+    for batch in batches(tables, seed=14):
+        assert_fp32_close(shared.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    shared.close()
 
 
 # ---- hybrid tables: hot rows on the DPUs, cold rows pooled by the CPU kernel -----------------------
