@@ -258,6 +258,43 @@ def small_batch_overhead(args, torch) -> None:
         eb.SERIAL_BELOW_LOOKUPS = saved
 
 
+def call_latency(args, tables) -> None:
+    """Per-call time (median, p90, p99) of single batches, 1 thread vs --threads, interleaved.
+
+    Shows the tail that a descheduled worker adds when other processes share the cores (run it
+    once on a quiet machine and once next to ``python -c "while True: pass" &``).
+    """
+    rng = np.random.default_rng(args.seed + 2)
+    print(f"# per-call latency, {args.latency_calls} calls per cell, ms; "
+          f"foreign load measured over the whole point")
+    print("| B | pooling | lookups | 1 thread median | p90 | p99 | "
+          f"{args.threads} threads median | p90 | p99 | foreign cores |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for pooling in args.poolings.split(","):
+        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+            batches, lookups = make_batches(rng, args.tables, args.rows, batch_size, pooling, 0)
+            sparse = [SparseBatch.from_jagged(idx, off) for idx, off in batches]
+            for s in sparse:
+                s.validate(tables)
+            times = {1: [], args.threads: []}
+            load = ForeignLoad()
+            load.start()
+            for call in range(args.latency_calls + 10):
+                for threads in times:
+                    s = sparse[call % len(sparse)]
+                    start = time.perf_counter()
+                    embedding_bags(tables, s, threads=threads)
+                    if call >= 10:  # warm-up calls
+                        times[threads].append((time.perf_counter() - start) * 1e3)
+            foreign = load.stop()
+            cells = []
+            for ts in times.values():
+                q = np.percentile(ts, [50, 90, 99])
+                cells += [f"{v:.3f}" for v in q]
+            print(f"| {batch_size} | {pooling} | {lookups // len(batches)} | {' | '.join(cells)} | "
+                  f"{foreign:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", type=int, default=8)
@@ -277,6 +314,9 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where --pages file writes its table file (default: $TMPDIR)")
     ap.add_argument("--overhead", action="store_true",
                     help="only measure small-batch call overhead (serial vs OpenMP vs torch), no big tables")
+    ap.add_argument("--latency", action="store_true",
+                    help="only measure per-call latency percentiles, 1 thread vs --threads")
+    ap.add_argument("--latency-calls", type=int, default=300, help="calls per cell with --latency")
     args = ap.parse_args()
     if args.dim % 8 or args.dim > 64:
         ap.error("--dim must be a multiple of 8, at most 64 (the gather-limit loop's layout)")
@@ -298,6 +338,9 @@ def main() -> None:
         data = allocate_tables(args.tables, args.rows, args.dim, args.pages, args.seed, Path(tmp))
         fill_s = time.perf_counter() - start
         tables = [EmbeddingTable(f"t{t}", data[t]) for t in range(args.tables)]
+        if args.latency:
+            call_latency(args, tables)
+            return
         flat_rows = data.reshape(-1, args.dim)
         gather = build_gather(Path(tmp))
 
