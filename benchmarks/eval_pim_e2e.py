@@ -139,30 +139,39 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
 
 def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int = 0) -> dict:
     """MEASURE the PIM backend's host rates on this machine (the cost model's host constants):
-    the Cython scatter (route + job gathering) and the C reduction of pulled partial sums, on
-    B=4,096 power-law batches of 20-80 indices, 64 emulated DPUs with ``regions_mib`` of table
-    region each (more region: fewer row groups, fewer partial sums), uniform and popularity plans.
-    Scatter time is fitted as ``a * row-mapped lookups + c * copied lookups (whole tables) +
-    b * partial sums`` (least squares over the configurations); the reduction rate is partial-sum bytes / seconds of the C reduction alone
-    (the emulator's pull is timed apart, it is not a UPMEM transfer). Medians of ``repeats``."""
-    from updlrm.pim import emb_host
+    the Cython scatter and the C reduction of pulled partial sums, on B=4,096 power-law batches of
+    20-80 indices, 64 emulated DPUs with ``regions_mib`` of table region each (more region: fewer
+    row groups, more whole tables, fewer partial sums), uniform and popularity plans.
+
+    Each Cython/C call is timed on its own: whole tables (``copy_jobs``) give seconds per copied
+    lookup; row-mapped tables (``route`` + ``gather_jobs``) are fitted as ``a * lookups + b *
+    partial sums`` (least squares over the configurations); the reduction rate is partial-sum
+    bytes / seconds of the C reduction (the emulator's pull is not included: it is not a UPMEM
+    transfer). Medians of ``repeats`` batches."""
+    from updlrm.pim import _scatter, emb_host
 
     rng = np.random.default_rng(seed)
     B = 4096
     profile = build_profile([random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng) for _ in range(2)],
                             [t.rows for t in tables])
     batch = random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng)
-    reduce_timer = []
-    reduce_results = emb_host._emb_pack.reduce_results
+    spent: dict[str, float] = {}
+    originals = {(_scatter, "copy_jobs"): "copy", (_scatter, "route"): "mapped", (_scatter, "gather_jobs"): "mapped",
+                 (emb_host._emb_pack, "reduce_results"): "reduce"}
 
-    def timed_reduce(*a):
-        t = time.perf_counter()
-        reduce_results(*a)
-        reduce_timer.append(time.perf_counter() - t)
+    def timed(fn, key):
+        def run(*a):
+            t = time.perf_counter()
+            out = fn(*a)
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+            return out
+        return run
 
+    saved = {k: getattr(*k) for k in originals}
     points = []
-    emb_host._emb_pack.reduce_results = timed_reduce
     try:
+        for (mod, name), key in originals.items():
+            setattr(mod, name, timed(saved[(mod, name)], key))
         for region in regions_mib:
             for level in ("uniform", "popularity"):
                 cfg = PlannerConfig(nr_dpus=64, level=level, batch_size=B, allow_cpu=False,
@@ -170,29 +179,34 @@ def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int =
                 backend = PimBackend(planner_config=cfg, cpu_fallback=False, cpu_threads=1)
                 backend.load(tables, profile=profile)
                 backend.lookup(batch)
-                scatter_s, reduce_s = [], []
+                runs = []
                 for _ in range(repeats):
-                    t = time.perf_counter()
-                    jobs = backend._scatter(batch)
-                    scatter_s.append(time.perf_counter() - t)
-                    reduce_timer.clear()
+                    spent.clear()
                     backend.lookup(batch)
-                    reduce_s.append(sum(reduce_timer))
-                partial_bytes = float((jobs.n_bags * backend._segs.width[jobs.seg] * 4).sum())
-                points.append({"region_mib": region, "level": level, "lookups": batch.num_lookups,
-                               "mapped": jobs.lookups_mapped, "partials": int(jobs.n_bags.sum()),
-                               "scatter_s": statistics.median(scatter_s), "reduce_s": statistics.median(reduce_s),
-                               "partial_bytes": partial_bytes})
+                    runs.append(dict(spent))
+                jobs = backend._scatter(batch)
+                segs = backend._segs
+                whole = np.isin(segs.table[jobs.seg], list(backend._whole))
+                width = segs.width[jobs.seg]
+                points.append({
+                    "region_mib": region, "level": level, "mapped": jobs.lookups_mapped,
+                    "copied": jobs.lookups_copied, "partials_mapped": int(jobs.n_bags[~whole].sum()),
+                    "partials_copied": int(jobs.n_bags[whole].sum()),
+                    "partial_bytes": float((jobs.n_bags * width * 4).sum()),
+                    **{f"{k}_s": statistics.median(r.get(k, 0.0) for r in runs) for k in ("copy", "mapped", "reduce")}})
                 backend.close()
                 print(f"region {region} MiB {level}: {points[-1]}", flush=True)
     finally:
-        emb_host._emb_pack.reduce_results = reduce_results
-    x = np.array([[p["mapped"], p["lookups"] - p["mapped"], p["partials"]] for p in points], np.float64)
-    a, c, b = np.linalg.lstsq(x, np.array([p["scatter_s"] for p in points]), rcond=None)[0]
-    fit = x @ np.array([a, c, b])
-    return {"points": points, "scatter_s_per_lookup": float(a), "copy_s_per_lookup": float(c),
+        for (mod, name), fn in saved.items():
+            setattr(mod, name, fn)
+    copied = [p for p in points if p["copied"]]
+    copy_rate = sum(p["copy_s"] for p in copied) / sum(p["copied"] for p in copied)
+    x = np.array([[p["mapped"], p["partials_mapped"]] for p in points], np.float64)
+    y = np.array([p["mapped_s"] for p in points])
+    a, b = np.linalg.lstsq(x, y, rcond=None)[0]
+    return {"points": points, "scatter_s_per_lookup": float(a), "copy_s_per_lookup": float(copy_rate),
             "scatter_s_per_partial": float(b),
-            "scatter_fit_max_rel_error": float(max(abs(f / p["scatter_s"] - 1) for f, p in zip(fit, points))),
+            "scatter_fit_max_rel_error": float(np.max(np.abs(x @ np.array([a, b]) / y - 1))),
             "reduce_bytes_per_s": statistics.median(p["partial_bytes"] / p["reduce_s"] for p in points)}
 
 
@@ -241,7 +255,7 @@ def main() -> None:
         cal = calibrate_host(tables, repeats=args.repeats)
         print(f"MEASURED here: scatter {cal['scatter_s_per_lookup'] * 1e9:.2f} ns per row-mapped lookup, "
               f"{cal['copy_s_per_lookup'] * 1e9:.2f} ns per copied lookup, "
-              f"{cal['scatter_s_per_partial'] * 1e9:.1f} ns per partial sum (fit within "
+              f"{cal['scatter_s_per_partial'] * 1e9:.1f} ns per partial sum of a row-mapped table (fit within "
               f"{cal['scatter_fit_max_rel_error']:.0%}), reduction {cal['reduce_bytes_per_s'] / 1e9:.2f} GB/s")
         if args.json:
             with open(args.json, "w") as f:

@@ -618,7 +618,7 @@ class PimBackend:
             value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
-        work.host_partials = float(jobs.n_bags.sum())
+        work.host_partials = float(jobs.n_bags[~np.isin(self._segs.table[jobs.seg], list(self._whole))].sum())
         work.cpu_lookup_units = self._units(batch, self._cpu) + self._host_units(jobs)
         if self._hybrid:
             work.host_reduce_bytes = float(work.pull_bytes.sum()) + self.plan.host_add_bytes(batch.batch_size)

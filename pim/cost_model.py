@@ -76,16 +76,15 @@ PRIM_RANK_BYTES_PER_DPU = 32e6
 # command round trip on the LIGHT server (0.09 ms, results/direct_1.txt [V]).
 DEFAULT_LAUNCH_S = 0.1e-3
 
-# ---- host-side work: MEASURED on this project's 2-vCPU VM (benchmarks/eval_pim_e2e.py --calibrate-host:
-# 26 Criteo tables capped at 50k rows, B=4096, 20-80 indices per bag, 64 emulated DPUs, six plans
-# with 0.14-1.6 M partial sums; least-squares fit of the scatter within 13% of every point) ----- #
-DEFAULT_SCATTER_S_PER_LOOKUP = 5.4e-9    # route + job gathering of one index, row-mapped (measured)
-# whole-table bags take the same Cython path in the backend (there is no cheaper copy path), so
-# the same measured rate
-DEFAULT_COPY_S_PER_LOOKUP = 5.4e-9
-DEFAULT_SCATTER_S_PER_PARTIAL = 21.8e-9  # per partial sum (sub-bag of a job) the scatter creates (measured)
-DEFAULT_REDUCE_BYTES_PER_S = 14.3e9      # C reduction of pulled partial sums, median of the six plans
-                                         # (11.6-14.3 GB/s; the emulator's pull is not included) (measured)
+# ---- host-side work: MEASURED on this project's 2-vCPU VM with the backend's own Cython/C code
+# (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables capped at 50k rows, B=4096, 20-80
+# indices per bag, 64 emulated DPUs, six plans, each call timed on its own, median of 5) --------- #
+DEFAULT_SCATTER_S_PER_LOOKUP = 9.4e-9    # route + job gathering of one index of a row-mapped table
+DEFAULT_SCATTER_S_PER_PARTIAL = 16.7e-9  # per partial sum of a row-mapped table (least squares with the
+                                         # line above over the six plans; within 28% of each)
+DEFAULT_COPY_S_PER_LOOKUP = 0.45e-9      # whole table: a replica's bag range copied (copy_jobs), per index
+DEFAULT_REDUCE_BYTES_PER_S = 14.4e9      # C reduction of pulled partial sums, median of the six plans
+                                         # (the emulator's pull is not included)
 # CPU-only baseline: torch F.embedding_bag, 2 threads, dim 64, B=4096, L=32: 40 M lookups/s
 # (reference/baselines.md headline table, measured on this project's 2-vCPU VM).
 DEFAULT_CPU_LOOKUPS_PER_S = 40e6
@@ -203,7 +202,7 @@ class BatchWork:
     launches: int = 1
     host_lookups: int = 0       # indices the host maps one by one (row -> group, local row)
     host_copy_lookups: int = 0  # indices the host only copies (whole bags to one tile)
-    host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the host scatter creates
+    host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the scatter of row-mapped tables creates
     host_reduce_bytes: float | None = None   # bytes the host reduces (default: sum of pull_bytes)
     cpu_lookup_units: float = 0.0  # lookups x (dim / ref_dim) done by the CPU for CPU-resident tables
     value_mode: ValueMode = "fp32"

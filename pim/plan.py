@@ -368,7 +368,8 @@ class Plan:
             work.pull_bytes = acc(bags * stride)
         work.host_lookups = host_lookups
         work.host_copy_lookups = host_copy_lookups
-        work.host_partials = float(np.sum(bags))
+        mapped = np.array([self.needs_row_map(t.table) for t in self.tiles], bool)
+        work.host_partials = float(np.sum(np.asarray(bags, np.float64)[mapped])) if self.tiles else 0.0
         work.cpu_lookup_units = cpu_lookup_units
         if host_add_bytes:
             work.host_reduce_bytes = float(work.pull_bytes.sum()) + host_add_bytes
