@@ -9,11 +9,15 @@ Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBa
 1. scatter (Cython, :mod:`updlrm.pim._scatter`): route every index by the plan's rule (cache
    substitution, row group, replica by bag range, column slices) into kernel jobs, one per
    *segment* — all tiles of one table and column slice on one DPU, stored back to back so the
-   kernel sees one tile — pooling every bag that reads the segment (a partial sum);
+   kernel sees one tile — pooling every bag that reads the segment (a partial sum); a whole table
+   (one group, one slice) has its bag ranges copied without a row map; the host-resident rows of
+   a hybrid table go to a per-table host list (rows + per-bag offsets);
 2. one packed push of every DPU's request, asynchronous launch;
-3. the CPU-resident tables are pooled on the host while the DPUs work;
+3. the CPU-resident tables and the hybrid tables' host lists are pooled on the host (CPU kernel,
+   per-sample weights included) while the DPUs work;
 4. wait, one pull, reduction in C (partial sums added, column slices placed, integers
-   dequantised), then mean division and MAX fix-ups on the host.
+   dequantised), the hybrid tables' host partials added, then mean division (by the whole bag's
+   length) and MAX fix-ups on the host.
 
 With ``cpu_fallback=True`` (the default) a batch the cost model predicts faster on the host (plans
 are tuned for one batch size) is pooled there instead, after the scatter that sized it.

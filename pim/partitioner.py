@@ -19,8 +19,13 @@ Three levels (UpDLRM's), selected by :attr:`PlannerConfig.level`:
 Pipeline (TorchRec-like, small): for every table enumerate column cuts, pick row groups and
 replicas under the MRAM budget by the cost model (:mod:`updlrm.pim.cost_model`); assign all tiles
 to DPUs by greedy LPT on modelled per-tile time with MRAM capacity, then move/swap tiles off the
-slowest DPU while that helps; finally move tables to the CPU while that lowers the modelled batch
-latency (small tables, small batches), or keep everything on the CPU if PIM cannot win.
+slowest DPU while that helps (replicas only where MRAM remains after one copy of every group);
+then move tables to the CPU while that lowers the modelled batch latency (small tables, small
+batches). At the popularity and cache levels a table left on the CPU (typically one too big for
+the DPUs) may become *hybrid*: its hottest rows by the profile go to the DPUs as row groups, its
+cold tail stays on the host and is pooled by the CPU kernel while the DPUs work; the planner tries
+the cut points ``hybrid_row_shares`` per table (largest tables first) and keeps the modelled-fastest,
+if it beats the table staying whole on the CPU. Everything stays on the CPU if PIM cannot win.
 Every time here is MODELLED.
 """
 from __future__ import annotations
