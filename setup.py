@@ -12,16 +12,18 @@ NUMPY_MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 engine_extensions = [
     # The pooling loop is C (engine/kernels) so that it can pick AVX-512/AVX2 at run time; the .pyx
-    # drives it over OpenMP. No -march flag: the wheel must run on any x86-64 (or other) CPU.
+    # shares work items with persistent helper threads (kernels/work_pool.c, not OpenMP: its
+    # barrier waits for descheduled threads on shared VMs). No -march flag: the wheel must run
+    # on any x86-64 (or other) CPU.
     Extension(
         "updlrm._embedding_bag",
-        ["engine/_embedding_bag.pyx", "engine/kernels/embedding_bag.c"],
+        ["engine/_embedding_bag.pyx", "engine/kernels/embedding_bag.c", "engine/kernels/work_pool.c"],
         include_dirs=[np.get_include(), "engine", "engine/kernels"],
-        depends=["engine/kernels/embedding_bag.h",
+        depends=["engine/kernels/embedding_bag.h", "engine/kernels/work_pool.h",
                  "engine/kernels/pool_bags.inc", "engine/kernels/pool_bags_simd.inc"],
         define_macros=NUMPY_MACROS,
-        extra_compile_args=["-O3", *OPENMP],
-        extra_link_args=OPENMP,
+        extra_compile_args=["-O3", "-pthread"],
+        extra_link_args=["-pthread"],
     ),
     Extension(
         "updlrm._criteo",

@@ -1,13 +1,12 @@
 """Cython driver of the C embedding-bag kernel, plus the vectorised checks validation needs.
 
 ``pool`` pools the bags of many tables in one call: it splits the batch into
-(table, bag range) work items and runs them on an OpenMP team (or serially when the batch is
-too small for the team to pay off). Callers pass arrays that ``updlrm.embedding_bag`` has
+(table, bag range) work items and shares them between the calling thread and persistent helper
+threads (kernels/work_pool.h; serially when the batch is too small for helpers to pay off). Callers pass arrays that ``updlrm.embedding_bag`` has
 already shaped; this module re-checks only what would make the C code read or write out of
 bounds, except index ranges, which ``SparseBatch.validate`` checks (``first_out_of_range``).
 """
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
@@ -38,6 +37,13 @@ cdef extern from "embedding_bag.h" nogil:
     int64_t ebag_first_out_of_range_i64(const int64_t *indices, int64_t n, int64_t rows) noexcept
     int64_t ebag_first_decrease_i32(const int32_t *offsets, int64_t n) noexcept
     int64_t ebag_first_decrease_i64(const int64_t *offsets, int64_t n) noexcept
+
+# Helper threads that never hold up the caller (engine/kernels/work_pool.h).
+cdef extern from "work_pool.h" nogil:
+    ctypedef void (*work_pool_fn)(void *ctx, int64_t item) noexcept nogil
+    int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx) noexcept
+    void work_pool_hold_helpers(int hold) noexcept
+    int work_pool_helpers() noexcept
 
 
 cnp.import_array()
@@ -73,6 +79,38 @@ def set_prefetch_distance(int rows):
 def prefetch_distance():
     """How many indices ahead rows are prefetched."""
     return ebag_prefetch_distance()
+
+
+def hold_helpers(bint hold):
+    """Test hook: while held, helper threads that wake for a job claim nothing (as if another
+    process had descheduled them), so the calling thread must pool every work item itself."""
+    work_pool_hold_helpers(hold)
+
+
+def helper_threads():
+    """How many helper threads this process has started (0 again in a fresh fork child)."""
+    return work_pool_helpers()
+
+
+_last_split = (0, 0)
+
+
+def last_call_split():
+    """``(items the calling thread pooled itself, all work items)`` of the last ``pool`` call
+    (of any thread; for tests)."""
+    return _last_split
+
+
+ctypedef struct _work_items:
+    const ebag_table *tabs
+    const int64_t *table
+    const int64_t *begin
+    const int64_t *end
+
+
+cdef void _pool_item(void *ctx, int64_t i) noexcept nogil:
+    cdef const _work_items *w = <const _work_items *>ctx
+    ebag_pool(&w.tabs[w.table[i]], w.begin[i], w.end[i])
 
 
 cdef inline cnp.ndarray _array(object a, str what, Py_ssize_t t):
@@ -138,12 +176,13 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
          int64_t item_lookups):
     """Pool every table's bags into ``outs[t]`` (float32 ``[B, dim_t]``).
 
-    ``threads`` OpenMP threads share (table, bag range) work items of about ``item_lookups``
-    lookups (dynamic schedule); batches with fewer than ``serial_below`` lookups in all run on
-    the calling thread. Returns the number of lookups.
+    The calling thread and up to ``threads - 1`` helper threads claim (table, bag range) work
+    items of about ``item_lookups`` lookups one at a time; the caller never waits for a helper
+    that has not claimed an item. Batches with fewer than ``serial_below`` lookups in all run
+    on the calling thread. Returns the number of lookups.
     The GIL is released while pooling.
     """
-    cdef Py_ssize_t n_tables = len(weights), t, i, n_items = 0, k
+    cdef Py_ssize_t n_tables = len(weights), t, n_items = 0, k
     if not (len(indices) == len(offsets) == len(per_sample_weights) == len(outs)
             == modes.shape[0] == n_tables):
         raise ValueError("pool: every argument needs one entry per table")
@@ -155,6 +194,9 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
     cdef int64_t *item_table = NULL
     cdef int64_t *item_begin = NULL
     cdef int64_t *item_end = NULL
+    cdef _work_items work
+    cdef int64_t caller_items
+    global _last_split
     if tabs == NULL:
         raise MemoryError()
     try:
@@ -188,13 +230,14 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
                 item_end[n_items] = min(k + per_chunk, n_bags)
                 n_items += 1
                 k += per_chunk
+        work.tabs = tabs
+        work.table = item_table
+        work.begin = item_begin
+        work.end = item_end
         with nogil:
-            if threads <= 1 or total < serial_below:
-                for i in range(n_items):
-                    ebag_pool(&tabs[item_table[i]], item_begin[i], item_end[i])
-            else:
-                for i in prange(n_items, num_threads=threads, schedule="dynamic"):
-                    ebag_pool(&tabs[item_table[i]], item_begin[i], item_end[i])
+            caller_items = work_pool_run(1 if total < serial_below else threads, n_items,
+                                         _pool_item, &work)
+        _last_split = (caller_items, n_items)
         return total
     finally:
         free(tabs)

@@ -201,3 +201,93 @@ def test_empty_bags_at_work_item_edges(isa, dim, monkeypatch):
     for mode in MODES:
         got = embedding_bag(weight, indices, offsets, mode=mode, include_last_offset=True, threads=2)
         np.testing.assert_allclose(got, reference_embedding_bag(weight, indices, offsets, None, mode), **TOL)
+
+
+# ---- helper threads (kernels/work_pool.c) ---------------------------------------------------
+
+@pytest.fixture
+def many_items(monkeypatch):
+    """Every batch takes the helper path and splits into many small work items."""
+    monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
+    monkeypatch.setattr(eb, "ITEM_LOOKUPS", 16)
+    rng = np.random.default_rng(11)
+    tables = make_tables(rng, [4, 16, 1, 64, 33, 128])
+    return tables, make_batch(rng, tables, 300)
+
+
+def test_results_identical_for_every_thread_count(many_items):
+    tables, batch = many_items
+    base = embedding_bags(tables, batch, threads=1)
+    for g, e in zip(base, expected(tables, batch)):
+        np.testing.assert_allclose(g, e, **TOL)
+    for threads in (2, 3, 4, 8):
+        for _ in range(3):  # helpers already running from the previous call, too
+            got = embedding_bags(tables, batch, threads=threads)
+            for g, b in zip(got, base):
+                np.testing.assert_array_equal(g, b)
+
+
+def test_caller_finishes_alone_when_helpers_do_not_run(many_items):
+    """Helpers that wake for a job but never claim an item (descheduled) cannot stall it."""
+    tables, batch = many_items
+    embedding_bags(tables, batch, threads=2)  # make sure a helper exists and is parked
+    assert kernel.helper_threads() >= 1
+    kernel.hold_helpers(True)
+    try:
+        got = embedding_bags(tables, batch, threads=2)
+        caller_items, items = kernel.last_call_split()
+    finally:
+        kernel.hold_helpers(False)
+    assert items > 100 and caller_items == items
+    for g, e in zip(got, expected(tables, batch)):
+        np.testing.assert_allclose(g, e, **TOL)
+    # Released late, the helper finds that job gone and serves the next one normally.
+    again = embedding_bags(tables, batch, threads=2)
+    for g, b in zip(again, got):
+        np.testing.assert_array_equal(g, b)
+
+
+def test_concurrent_calls_from_two_threads(many_items):
+    """A call that finds the helpers busy with another thread's job pools on its own thread."""
+    import threading
+
+    tables, batch = many_items
+    want = embedding_bags(tables, batch, threads=1)
+    failures = []
+
+    def worker():
+        for _ in range(20):
+            got = embedding_bags(tables, batch, threads=2)
+            if not all(np.array_equal(g, w) for g, w in zip(got, want)):
+                failures.append(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_pooling_in_a_forked_child(many_items):
+    """The child of fork() has no helper threads; pooling there starts new ones and is right."""
+    import os
+
+    tables, batch = many_items
+    want = embedding_bags(tables, batch, threads=2)  # the parent has helpers now
+    assert kernel.helper_threads() >= 1
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        status = 1
+        try:
+            before = kernel.helper_threads()
+            got = embedding_bags(tables, batch, threads=2)
+            same = all(np.array_equal(g, w) for g, w in zip(got, want))
+            status = 0 if before == 0 and same and kernel.helper_threads() >= 1 else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's pool is unaffected.
+    for g, w in zip(embedding_bags(tables, batch, threads=2), want):
+        np.testing.assert_array_equal(g, w)
