@@ -194,11 +194,12 @@ def _table_access(spec: TableSpec, profile: AccessProfile | None, t: int, cfg: P
 
 
 def _hybrid_access(acc: _TableAccess, share: float) -> _TableAccess:
-    """The DPU part of a hybrid cut of a (cache-less) table: its ``share`` hottest rows; the
-    rest of its expected lookups stay on the host."""
+    """The DPU part of a hybrid cut of a (cache-less) table: its ``share`` hottest rows by
+    ``acc.planning`` (the sample's counts); expectations from ``acc.real``; the rest of its
+    expected lookups stay on the host."""
     k = int(min(acc.spec.rows, max(1, round(share * acc.spec.rows))))
-    top = np.argpartition(-acc.real, k - 1)[:k]
-    top = top[np.argsort(-acc.real[top], kind="stable")]
+    top = np.argpartition(-acc.planning, k - 1)[:k]
+    top = top[np.argsort(-acc.planning[top], kind="stable")]
     hot = acc.real[top]
     return _TableAccess(acc.spec, acc.lookups, hot, hot, dpu_rows=top,
                         host_lookups=max(float(acc.real.sum() - hot.sum()), 0.0))
@@ -622,9 +623,26 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
 
 
 def _whole_for_hybrid(spec: TableSpec, profile: AccessProfile, t: int, cfg: PlannerConfig) -> _TableAccess:
-    """A table's access model for a hybrid cut: raw profile counts (no noise floor: what matters
-    is which rows were seen at all), no cache."""
-    return _table_access(spec, profile, t, replace(cfg, min_trusted_count=0), Level.POPULARITY)
+    """A table's access model for a hybrid cut, no cache: rows ranked by their raw sample counts
+    (``planning``: no noise floor, what matters is which rows were seen at all), expected reads
+    (``real``) by Good-Turing: a row seen ``c`` times in the sample is expected ``(c+1) N_{c+1} /
+    N_c`` times (``N_c``: rows seen ``c`` times), the unseen rows share ``N_1`` — the sample's own
+    counts would overstate what the hot rows take of new batches (they were ranked on them)."""
+    acc = _table_access(spec, profile, t, replace(cfg, min_trusted_count=0), Level.POPULARITY)
+    counts = np.rint(profile[t].expected_counts()).astype(np.int64)
+    n_c = np.bincount(counts)
+    c = np.arange(len(n_c))
+    nxt = np.append(n_c[1:], 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gt = np.where(n_c > 0, (c + 1) * nxt / n_c, 0.0)
+    # Good-Turing for small counts while it is defined (N_{c+1} > 0), the counts themselves above
+    small = np.cumprod(nxt > 0).astype(bool) & (c < 16)
+    smoothed = np.where(small, gt, c)
+    smoothed[0] = n_c[1] / max(n_c[0], 1) if len(n_c) > 1 else 0.0
+    expected = smoothed[counts]
+    if expected.sum() > 0:
+        acc.real = expected * (acc.lookups / expected.sum())
+    return acc
 
 
 def _force_hybrid_tables(specs: list[TableSpec], accesses: list[_TableAccess], profile: AccessProfile | None,
