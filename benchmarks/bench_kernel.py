@@ -293,6 +293,7 @@ def call_latency(args, tables) -> None:
                 cells += [f"{v:.3f}" for v in q]
             print(f"| {batch_size} | {pooling} | {lookups // len(batches)} | {' | '.join(cells)} | "
                   f"{foreign:.2f} |", flush=True)
+    print(f"# helper pool since start: {kernel.pool_stats()}")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ cdef extern from "work_pool.h" nogil:
     int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx) noexcept
     void work_pool_hold_helpers(int hold) noexcept
     int work_pool_helpers() noexcept
+    void work_pool_stats(int64_t *parallel, int64_t *stalled, int64_t *backed_off) noexcept
 
 
 cnp.import_array()
@@ -90,6 +91,15 @@ def hold_helpers(bint hold):
 def helper_threads():
     """How many helper threads this process has started (0 again in a fresh fork child)."""
     return work_pool_helpers()
+
+
+def pool_stats():
+    """Counts since the process started: ``{"parallel": calls shared with helpers, "stalled":
+    of those, calls that waited long for a descheduled helper, "backed_off": calls run on the
+    calling thread alone after a stall}``."""
+    cdef int64_t parallel, stalled, backed_off
+    work_pool_stats(&parallel, &stalled, &backed_off)
+    return {"parallel": parallel, "stalled": stalled, "backed_off": backed_off}
 
 
 _last_split = (0, 0)

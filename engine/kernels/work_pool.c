@@ -30,6 +30,13 @@
  * a core from whoever else needs it; the futex wake-up after that costs some 10-50 us. */
 #define HELPER_SPIN_NS 30000
 #define CALLER_SPIN_NS 50000
+/* A claimed item still running this long after the caller ran out of items (beyond a few of
+ * the caller's own item times) means its helper lost its core to another process; the next
+ * calls then run on the caller alone (STALL_BACKOFF_MIN calls, doubling while stalls repeat),
+ * since waiting out a scheduler time slice (~4 ms) costs more than the second core saves. */
+#define STALL_NS 500000
+#define STALL_BACKOFF_MIN 4
+#define STALL_BACKOFF_MAX 256
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* guards the job and helper state */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;     /* new job, hold released, shutdown */
@@ -51,6 +58,11 @@ static int job_helpers;
 static _Atomic uint64_t claim;          /* (generation << 32) | next unclaimed item */
 static _Atomic uint32_t done;           /* items of the current job finished (futex word) */
 static _Atomic int caller_sleeping;
+
+/* Stall back-off, guarded by run_lock. */
+static int serial_calls_left;
+static int backoff_calls;
+static _Atomic int64_t stat_parallel, stat_stalled, stat_backed_off;
 
 static inline void cpu_relax(void)
 {
@@ -154,6 +166,8 @@ static void child_after_fork(void)
     n_helpers = 0;
     shutting_down = 0;
     hold = 0;
+    serial_calls_left = 0;
+    backoff_calls = 0;
     /* A job another parent thread was running is gone with that thread: close it. */
     job_items = 0;
     atomic_store(&claim, ((uint64_t)atomic_load(&job_gen) << 32) | UINT32_MAX);
@@ -179,12 +193,22 @@ static void ensure_helpers(int want)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+static int64_t run_serially(int64_t n_items, work_pool_fn fn, void *ctx)
+{
+    for (int64_t i = 0; i < n_items; ++i) fn(ctx, i);
+    return n_items;
+}
+
 int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx)
 {
-    if (threads <= 1 || n_items < 2 || n_items >= UINT32_MAX || pthread_mutex_trylock(&run_lock) != 0) {
+    if (threads <= 1 || n_items < 2 || n_items >= UINT32_MAX || pthread_mutex_trylock(&run_lock) != 0)
         /* Serial request, nothing to share, or another thread's job is running. */
-        for (int64_t i = 0; i < n_items; ++i) fn(ctx, i);
-        return n_items;
+        return run_serially(n_items, fn, ctx);
+    if (serial_calls_left > 0) {
+        --serial_calls_left;
+        atomic_fetch_add(&stat_backed_off, 1);
+        pthread_mutex_unlock(&run_lock);
+        return run_serially(n_items, fn, ctx);
     }
     pthread_once(&once, register_fork_handlers);
     const uint32_t n = (uint32_t)n_items;
@@ -204,11 +228,23 @@ int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx)
     pthread_cond_broadcast(&wake);
 
     int64_t mine = 0;
+    const int64_t start = now_ns();
     for (int64_t i; (i = claim_item(gen, n)) >= 0; ++mine) {
         fn(ctx, i);
         finish_item(n);
     }
+    const int64_t ran_out = now_ns();
     wait_all_done(n);
+    const int64_t item_ns = mine ? (ran_out - start) / mine : 0;
+    atomic_fetch_add(&stat_parallel, 1);
+    if (now_ns() - ran_out > STALL_NS + 4 * item_ns) {
+        atomic_fetch_add(&stat_stalled, 1);
+        backoff_calls = backoff_calls ? backoff_calls * 2 : STALL_BACKOFF_MIN;
+        if (backoff_calls > STALL_BACKOFF_MAX) backoff_calls = STALL_BACKOFF_MAX;
+        serial_calls_left = backoff_calls;
+    } else {
+        backoff_calls = 0;
+    }
     pthread_mutex_unlock(&run_lock);
     return mine;
 }
@@ -219,6 +255,13 @@ void work_pool_hold_helpers(int on)
     hold = on;
     pthread_mutex_unlock(&lock);
     pthread_cond_broadcast(&wake);
+}
+
+void work_pool_stats(int64_t *parallel, int64_t *stalled, int64_t *backed_off)
+{
+    *parallel = atomic_load(&stat_parallel);
+    *stalled = atomic_load(&stat_stalled);
+    *backed_off = atomic_load(&stat_backed_off);
 }
 
 int work_pool_helpers(void)
