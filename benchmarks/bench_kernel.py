@@ -214,7 +214,7 @@ def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
 
 def small_batch_overhead(args, torch) -> None:
     """Per-call time of small batches over cache-resident tables (8 x 1000 rows): the calling
-    thread alone vs the OpenMP team vs torch; this is how SERIAL_BELOW_LOOKUPS was chosen."""
+    thread alone vs shared with helper threads vs torch; this is how SERIAL_BELOW_LOOKUPS was chosen."""
     import updlrm.embedding_bag as eb
 
     rng = np.random.default_rng(args.seed)
@@ -230,7 +230,7 @@ def small_batch_overhead(args, torch) -> None:
         return statistics.median(times) * 1e6
 
     print(f"# small-batch overhead, {args.tables} tables x 1000 rows x {args.dim}, median of 300 calls, us per call")
-    print("| B | L | lookups | updlrm 1 thread | updlrm OpenMP team | torch |")
+    print("| B | L | lookups | updlrm 1 thread | updlrm with helpers | torch |")
     print("|---|---|---|---|---|---|")
     saved = eb.SERIAL_BELOW_LOOKUPS
     eb.SERIAL_BELOW_LOOKUPS = 0
@@ -314,7 +314,7 @@ def main() -> None:
     ap.add_argument("--retries", type=int, default=3, help="re-measure a point this often if it was noisy")
     ap.add_argument("--workdir", default=None, help="where --pages file writes its table file (default: $TMPDIR)")
     ap.add_argument("--overhead", action="store_true",
-                    help="only measure small-batch call overhead (serial vs OpenMP vs torch), no big tables")
+                    help="only measure small-batch call overhead (serial vs helpers vs torch), no big tables")
     ap.add_argument("--latency", action="store_true",
                     help="only measure per-call latency percentiles, 1 thread vs --threads")
     ap.add_argument("--latency-calls", type=int, default=300, help="calls per cell with --latency")

@@ -18,7 +18,7 @@ from .tables import EmbeddingTable
 class CpuBackend:
     """:class:`~updlrm.backend.EmbeddingBackend` that pools on this machine's cores.
 
-    ``threads``: OpenMP threads per lookup (default: the CPUs this process may use).
+    ``threads``: threads per lookup (the caller and helpers) (default: the CPUs this process may use).
     ``hugepages``: ``"auto"`` (default), ``True`` or ``False``; see :mod:`updlrm.hugepages`.
     """
 

@@ -1,7 +1,7 @@
 """Embedding-bag pooling on the CPU: the Python face of the Cython/C kernel.
 
 :func:`embedding_bags` pools every table of a :class:`~updlrm.sparse.SparseBatch` in one call
-(one OpenMP team over all tables, FBGEMM-TBE style); :func:`embedding_bag` is the single-table
+(work items of all tables shared by the calling thread and helper threads, FBGEMM-TBE style); :func:`embedding_bag` is the single-table
 convenience with ``torch.nn.functional.embedding_bag``'s argument order. Semantics match
 PyTorch: sum, mean or max over each bag, computed in float32 (float16 tables are widened),
 per-sample weights multiply rows before pooling, and an empty bag gives zeros in every mode.
@@ -21,14 +21,14 @@ from .tables import EmbeddingTable, Pooling
 MODES = {Pooling.SUM: 0, Pooling.MEAN: 1, Pooling.MAX: 2}
 
 #: Batches with fewer lookups (all tables together) run on the calling thread: below this,
-#: waking the OpenMP team costs more than the second core saves
-#: (benchmarks/bench_kernel.py --overhead on the 2-vCPU dev VM: with 8 cached tables the team
-#: wins from about 2k lookups; at 512 the calling thread alone is faster).
+#: handing items to helper threads costs more than the second core saves
+#: (benchmarks/bench_kernel.py --overhead on the 2-vCPU dev VM: with 8 cached tables the
+#: helpers win from about 2k lookups; at 512 the calling thread alone is faster).
 SERIAL_BELOW_LOOKUPS = 2048
 
 #: Work items (a range of one table's bags) hold about this many lookups: small enough that the
-#: threads stay balanced when one of them is descheduled on a shared VM, big enough (tens of us)
-#: to amortise taking an item from the dynamic schedule.
+#: threads stay balanced and a helper descheduled on a shared VM holds up little work, big
+#: enough (tens of us) to amortise claiming an item.
 ITEM_LOOKUPS = 1024
 
 
