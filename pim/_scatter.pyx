@@ -107,6 +107,53 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
     return m
 
 
+
+cdef void _count_totals(const int64_t[::1] seg_subbags, const int64_t[::1] seg_nnz, int64_t n_segs,
+                        int64_t *subbags, int64_t *nnz, int64_t *touched) noexcept nogil:
+    """Sums of the per-segment sub-bag and index counts, and the segments with any."""
+    cdef int64_t s
+    subbags[0] = nnz[0] = touched[0] = 0
+    for s in range(n_segs):
+        subbags[0] += seg_subbags[s]
+        nnz[0] += seg_nnz[s]
+        if seg_subbags[s]:
+            touched[0] += 1
+
+
+cdef void _check_csr(int64_t n_jobs, int64_t touched, int64_t n_bags, int64_t subbags, int64_t nnz, int64_t more,
+                     bint weighted, int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t[::1] csr_off,
+                     int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row) except *:
+    """Raise :class:`CapacityError` unless the CSR arrays take ``touched`` more jobs, ``subbags``
+    more sub-bags and ``more`` more indices (the caller grows them and retries)."""
+    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
+            or n_bags + subbags + 1 > csr_off.shape[0] or n_bags + subbags > bag_row.shape[0]
+            or nnz + more > csr_idx.shape[0] or (weighted and nnz + more > csr_w.shape[0])):
+        raise CapacityError("scatter buffers too small")
+
+
+cdef int64_t _open_jobs(int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t n_segs, int64_t seg_lo,
+                        int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t js, int64_t bcur,
+                        int64_t icur) noexcept nogil:
+    """One job per segment with sub-bags, in segment order, from job ``js`` on: turns the counts
+    into each segment's first sub-bag and index (the scratch becomes the fill cursors); returns
+    the new job count."""
+    cdef int64_t s, k
+    job_bag_ptr[js] = bcur
+    for s in range(n_segs):
+        if seg_subbags[s] == 0:
+            continue
+        job_seg[js] = seg_lo + s
+        k = seg_subbags[s]
+        seg_subbags[s] = bcur
+        bcur += k
+        k = seg_nnz[s]
+        seg_nnz[s] = icur
+        icur += k
+        js += 1
+        job_bag_ptr[js] = bcur
+    return js
+
+
 def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
           const int32_t[::1] row_cache, const int64_t[::1] cache_ptr, const int64_t[::1] cache_rows,
           const int32_t[::1] row_group, const int32_t[::1] row_local,
@@ -193,32 +240,13 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
                 seg_last[s] = bag[k]
                 seg_subbags[s] += 1
             seg_nnz[s] += 1
-        for s in range(n_segs):
-            total_sub += seg_subbags[s]
-            total_nnz += seg_nnz[s]
-            if seg_subbags[s]:
-                touched += 1
-    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
-            or n_bags + total_sub + 1 > csr_off.shape[0] or n_bags + total_sub > bag_row.shape[0]
-            or nnz + total_nnz > csr_idx.shape[0] or (weighted and nnz + total_nnz > csr_w.shape[0])):
-        raise CapacityError("scatter buffers too small")
-    cdef int64_t bcur = n_bags, icur = nnz
+        _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
+    _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
+               csr_idx, csr_w, bag_row)
+    cdef int64_t bcur = n_bags + total_sub, icur = nnz + total_nnz
     with nogil:
-        # turn the counts into each segment's first sub-bag and index (scratch reused as cursors)
-        js = n_jobs
-        job_bag_ptr[js] = n_bags
+        js = _open_jobs(seg_subbags, seg_nnz, n_segs, seg_lo, job_seg, job_bag_ptr, n_jobs, n_bags, nnz)
         for s in range(n_segs):
-            if seg_subbags[s] == 0:
-                continue
-            job_seg[js] = seg_lo + s
-            k = seg_subbags[s]
-            seg_subbags[s] = bcur
-            bcur += k
-            k = seg_nnz[s]
-            seg_nnz[s] = icur
-            icur += k
-            js += 1
-            job_bag_ptr[js] = bcur
             seg_last[s] = -1
         for k in range(m):
             s = tile_seg[tile[k]] - seg_lo
@@ -275,30 +303,12 @@ def copy_jobs(const index_t[::1] idx, const index_t[::1] off, const double[::1] 
                 if off[b + 1] > off[b]:
                     seg_subbags[s] += 1
                     seg_nnz[s] += off[b + 1] - off[b]
-        for s in range(n_segs):
-            total_sub += seg_subbags[s]
-            total_nnz += seg_nnz[s]
-            if seg_subbags[s]:
-                touched += 1
-    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
-            or n_bags + total_sub + 1 > csr_off.shape[0] or n_bags + total_sub > bag_row.shape[0]
-            or nnz + total_nnz > csr_idx.shape[0] or (weighted and nnz + total_nnz > csr_w.shape[0])):
-        raise CapacityError("scatter buffers too small")
+        _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
+    _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
+               csr_idx, csr_w, bag_row)
+    bcur, icur = n_bags + total_sub, nnz + total_nnz
     with nogil:
-        # counts -> each segment's first sub-bag and index (scratch reused as cursors)
-        job_bag_ptr[js] = bcur
-        for s in range(n_segs):
-            if seg_subbags[s] == 0:
-                continue
-            job_seg[js] = seg_lo + s
-            k = seg_subbags[s]
-            seg_subbags[s] = bcur
-            bcur += k
-            k = seg_nnz[s]
-            seg_nnz[s] = icur
-            icur += k
-            js += 1
-            job_bag_ptr[js] = bcur
+        js = _open_jobs(seg_subbags, seg_nnz, n_segs, seg_lo, job_seg, job_bag_ptr, n_jobs, n_bags, nnz)
         for j in range(n_rep):
             s = tile_seg[replica_tile[j]] - seg_lo
             base = tile_row_base[replica_tile[j]]
