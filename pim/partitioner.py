@@ -1058,6 +1058,7 @@ class PlanReport:
     cache_hit_rate: float
     reads_saved: float
     cpu_only_s: float
+    hybrid_tables: dict[str, int] = field(default_factory=dict)   # name -> rows on the DPUs
 
     @property
     def active_dpus(self) -> int:
@@ -1083,7 +1084,7 @@ class PlanReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"level": self.level, "nr_dpus": self.nr_dpus, "active_dpus": self.active_dpus, "tiles": self.tiles,
-                "tables_on_cpu": self.tables_on_cpu,
+                "tables_on_cpu": self.tables_on_cpu, "hybrid_tables": dict(self.hybrid_tables),
                 "mram_used_max_mib": float(self.mram_used.max(initial=0)) / 2**20,
                 "mram_used_mean_mib": float(self.mram_used.mean()) / 2**20,
                 "reads_mean": float(self.reads.mean()), "reads_max": float(self.reads.max(initial=0)),
@@ -1098,7 +1099,8 @@ class PlanReport:
         st = self.stages_s
         lines = [
             f"level {self.level}: {self.tiles} tiles on {self.active_dpus} of {self.nr_dpus} DPUs; CPU-resident tables: "
-            f"{', '.join(self.tables_on_cpu) or 'none'}",
+            f"{', '.join(self.tables_on_cpu) or 'none'}; hybrid (hot rows on the DPUs, the rest on the host): "
+            f"{', '.join(f'{k} ({v:,} rows)' for k, v in self.hybrid_tables.items()) or 'none'}",
             f"  MRAM used per DPU: mean {self.mram_used.mean() / 2**20:.1f} MiB, max "
             f"{self.mram_used.max(initial=0) / 2**20:.1f} MiB",
             f"  expected reads per DPU: mean {self.reads.mean():.1f}, max {self.reads.max(initial=0):.1f}; "
@@ -1133,7 +1135,8 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
         stages_s=stages.as_dict(),
         cache_hit_rate=hits / lookups if lookups else 0.0,
         reads_saved=float(plan.notes.get("expected_reads_saved", 0.0)),
-        cpu_only_s=cpu_only)
+        cpu_only_s=cpu_only,
+        hybrid_tables={t.spec.name: t.spec.rows - t.n_host_rows for t in plan.tables if t.n_host_rows})
     if png is not None:
         ranks = -(-plan.nr_dpus // plan.dpus_per_rank)
         # the part of each push that the DPU's own bytes would cost (per-call cost left out)

@@ -338,6 +338,7 @@ def test_forced_hybrid_plan_round_trips_and_is_checked(profile, tmp_path):
     plan = make_plan(SPECS, profile, config("cache", hybrid_tables={"t0": 0.05, "t3": 0.2}))
     assert [tp.n_host_rows for tp in plan.tables] == [19000, 0, 0, 9600]
     assert plan.tables[0].n_cache == 0 and plan.needs_row_map(0)
+    assert report(plan).hybrid_tables == {"t0": 1000, "t3": 2400} and "t0 (1,000 rows)" in report(plan).format()
     plan.save(tmp_path / "p")
     again = Plan.load(tmp_path / "p")
     np.testing.assert_array_equal(again.tables[0].row_group, plan.tables[0].row_group)
