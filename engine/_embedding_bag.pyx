@@ -33,6 +33,8 @@ cdef extern from "embedding_bag.h" nogil:
     int ebag_select_isa(int max_isa) noexcept
     void ebag_set_prefetch_distance(int rows) noexcept
     int ebag_prefetch_distance() noexcept
+    void ebag_set_stream_max_pooling(double lookups_per_bag) noexcept
+    double ebag_stream_max_pooling() noexcept
     int64_t ebag_first_out_of_range_i32(const int32_t *indices, int64_t n, int64_t rows) noexcept
     int64_t ebag_first_out_of_range_i64(const int64_t *indices, int64_t n, int64_t rows) noexcept
     int64_t ebag_first_decrease_i32(const int32_t *offsets, int64_t n) noexcept
@@ -75,6 +77,18 @@ def select_isa(str max_isa):
 def set_prefetch_distance(int rows):
     """Set how many lookups ahead rows are prefetched (0, or any value < 1, disables it)."""
     ebag_set_prefetch_distance(rows)
+
+
+def set_stream_max_pooling(double lookups_per_bag):
+    """Work items averaging at most this many lookups per bag (default 1.5) and writing at
+    least 64 KiB store their output rows non-temporally (0 disables it). For benchmarks and
+    tests; do not call while pooling."""
+    ebag_set_stream_max_pooling(lookups_per_bag)
+
+
+def stream_max_pooling():
+    """The pooling factor up to which output rows are stored non-temporally (0: never)."""
+    return ebag_stream_max_pooling()
 
 
 def prefetch_distance():

@@ -291,3 +291,33 @@ def test_pooling_in_a_forked_child(many_items):
     # The parent's pool is unaffected.
     for g, w in zip(embedding_bags(tables, batch, threads=2), want):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("dim", [16, 37, 64, 128])
+@pytest.mark.parametrize("aligned", [True, False])
+def test_streaming_stores_give_the_same_outputs(isa, dim, aligned):
+    """Short bags in large work items take the non-temporal store path (whole-vector rows on
+    aligned addresses only); results must equal the normal stores bit for bit."""
+    rng = np.random.default_rng(dim)
+    tables = [EmbeddingTable(f"t{m}", rng.standard_normal((500, dim)).astype(np.float32), pooling=p)
+              for m, p in enumerate(Pooling)]
+    n_bags = 4000  # work items of >= 64 KiB output
+    sizes = rng.choice([0, 1, 1, 1, 2], size=n_bags)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])[:-1]
+    batch = SparseBatch.from_jagged([rng.integers(0, 500, sizes.sum()) for _ in tables], [offsets] * 3)
+
+    def run(stream):
+        raw = np.zeros(3 * n_bags * dim + 64, np.float32)
+        start = (-raw.ctypes.data % 64) // 4 + (0 if aligned else 1)
+        out = [raw[start + k * n_bags * dim:start + (k + 1) * n_bags * dim].reshape(n_bags, dim) for k in range(3)]
+        old = kernel.stream_max_pooling()
+        kernel.set_stream_max_pooling(stream)
+        try:
+            return embedding_bags(tables, batch, out=out, threads=1)
+        finally:
+            kernel.set_stream_max_pooling(old)
+
+    streamed, plain = run(1.5), run(0)
+    for s, p, e in zip(streamed, plain, expected(tables, batch)):
+        np.testing.assert_array_equal(s, p)
+        np.testing.assert_allclose(s, e, **TOL)

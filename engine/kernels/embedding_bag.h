@@ -40,6 +40,12 @@ int ebag_select_isa(int max_isa);
 void ebag_set_prefetch_distance(int rows);
 int ebag_prefetch_distance(void);
 
+/* Work items averaging at most this many lookups per bag (default 1.5) and writing at least
+ * 64 KiB store their output rows non-temporally (AVX2/AVX-512 paths, rows of whole vectors on
+ * aligned addresses); 0 = never. */
+void ebag_set_stream_max_pooling(double lookups_per_bag);
+double ebag_stream_max_pooling(void);
+
 /* Validation scans (vectorised; only the block holding a hit is rescanned).
  * First position whose index lies outside [0, rows), or -1. */
 int64_t ebag_first_out_of_range_i32(const int32_t *indices, int64_t n, int64_t rows);
