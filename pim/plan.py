@@ -38,7 +38,6 @@ per-sample weights or a max). Tables with ``placement == "cpu"`` stay on the hos
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,7 +48,7 @@ from updlrm.errors import InvalidInputError
 
 from . import _scatter
 from .cost_model import BatchWork, CostModel, StageTimes
-from .profile import data_paths, read_versioned_json
+from .profile import read_versioned_json, write_versioned
 
 PLAN_FORMAT = "updlrm.pim_plan"
 PLAN_VERSION = 2     # 2: hybrid tables (row_group == -1: host-resident rows)
@@ -438,7 +437,6 @@ class Plan:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.json`` (everything but the big arrays) and ``<path>.npz`` (row maps)."""
-        json_path, npz_path = data_paths(path)
         arrays = {}
         tables_meta = []
         for i, tp in enumerate(self.tables):
@@ -449,14 +447,12 @@ class Plan:
                 arr = getattr(tp, name)
                 if arr is not None:
                     arrays[f"t{i}_{name}"] = arr
-        meta = {"format": PLAN_FORMAT, "version": PLAN_VERSION, "level": self.level, "nr_dpus": self.nr_dpus,
+        meta = {"level": self.level, "nr_dpus": self.nr_dpus,
                 "dpus_per_rank": self.dpus_per_rank, "mram_bytes": self.mram_bytes,
                 "mram_reserve": self.mram_reserve, "batch_size": self.batch_size,
                 "predicted_modelled_s": self.predicted, "notes": self.notes,
                 "tables": tables_meta, "tiles": [asdict(t) for t in self.tiles]}
-        np.savez_compressed(npz_path, **arrays)
-        json_path.write_text(json.dumps(meta, indent=1, default=_json_default))
-        return json_path, npz_path
+        return write_versioned(path, PLAN_FORMAT, PLAN_VERSION, meta, arrays, _json_default)
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":

@@ -199,7 +199,6 @@ class AccessProfile:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.json`` and ``<path>.npz`` (any suffix of ``path`` is replaced)."""
-        json_path, npz_path = data_paths(path)
         arrays: dict[str, np.ndarray] = {}
         meta_tables = []
         for i, t in enumerate(self.tables):
@@ -216,11 +215,8 @@ class AccessProfile:
                 arrays[f"t{i}_cms_table"] = t.sketch.table
                 arrays[f"t{i}_cms_mult"] = t.sketch.mult
                 arrays[f"t{i}_cms_add"] = t.sketch.add
-        meta = {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "num_batches": self.num_batches,
-                "params": self.params, "tables": meta_tables}
-        np.savez_compressed(npz_path, **arrays)
-        json_path.write_text(json.dumps(meta, indent=1))
-        return json_path, npz_path
+        meta = {"num_batches": self.num_batches, "params": self.params, "tables": meta_tables}
+        return write_versioned(path, PROFILE_FORMAT, PROFILE_VERSION, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "AccessProfile":
@@ -245,6 +241,16 @@ def data_paths(path: str | Path) -> tuple[Path, Path]:
     plan keeps its metadata and its arrays."""
     base = Path(path)
     return base.with_suffix(".json"), base.with_suffix(".npz")
+
+
+def write_versioned(path: str | Path, fmt: str, version: int, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                    json_default: Any = None) -> tuple[Path, Path]:
+    """Write ``meta`` tagged with ``fmt`` / ``version`` and ``arrays`` where :func:`data_paths`
+    says; returns those paths."""
+    json_path, npz_path = data_paths(path)
+    np.savez_compressed(npz_path, **arrays)
+    json_path.write_text(json.dumps({"format": fmt, "version": version, **meta}, indent=1, default=json_default))
+    return json_path, npz_path
 
 
 def read_versioned_json(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str, Any], Path]:
