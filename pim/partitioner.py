@@ -136,6 +136,8 @@ class PlannerConfig:
         if self.value_mode not in ("fp32", "int32"):
             raise InvalidInputError(f"value_mode must be 'fp32' or 'int32', got {self.value_mode!r}")
         Level(self.level)
+        if any(not 0 < share <= 1 for share in self.hybrid_row_shares):
+            raise InvalidInputError(f"hybrid_row_shares must lie in (0, 1], got {self.hybrid_row_shares}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -350,3 +350,5 @@ def test_forced_hybrid_plan_round_trips_and_is_checked(profile, tmp_path):
         make_plan(SPECS, profile, config("uniform", hybrid_tables={"t0": 0.05}))
     with pytest.raises(InvalidInputError, match="unknown tables"):
         make_plan(SPECS, profile, config("cache", hybrid_tables={"nope": 0.05}))
+    with pytest.raises(InvalidInputError, match="hybrid_row_shares"):
+        make_plan(SPECS, profile, config("cache", hybrid_row_shares=(0.0, 0.1)))
