@@ -307,6 +307,11 @@ class Plan:
             raise InvalidInputError(f"table {tp.spec.name!r} is CPU-resident in this plan")
         idx = np.ascontiguousarray(indices, dtype=np.int64)
         off = np.ascontiguousarray(offsets, dtype=np.int64)
+        # the Cython routing trusts its input (the backend validates batches first)
+        if idx.size and (idx.min() < 0 or idx.max() >= tp.spec.rows):
+            raise InvalidInputError(f"table {tp.spec.name!r}: indices must lie in 0..{tp.spec.rows - 1}")
+        if off.size < 1 or off[0] < 0 or np.any(np.diff(off) < 0) or off[-1] > idx.size:
+            raise InvalidInputError(f"table {tp.spec.name!r}: offsets must rise from 0 to at most {idx.size}")
         cap = idx.size * tp.n_slices
         tile, local, bag = (np.empty(cap, np.int32) for _ in range(3))
         host_rows, host_off = np.empty(idx.size, np.int64), np.empty(off.size, np.int64)

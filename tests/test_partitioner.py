@@ -278,6 +278,14 @@ def test_report_and_pngs(profile, tmp_path):
     assert res["cache"][1].cache_hit_rate > 0 and res["uniform"][1].cache_hit_rate == 0
 
 
+def test_route_rejects_bad_indices_and_offsets(plans):
+    plan = plans[Level.POPULARITY]
+    with pytest.raises(InvalidInputError, match="indices must lie"):
+        plan.route(0, np.array([0, ROWS[0]]), np.array([0, 2]))
+    with pytest.raises(InvalidInputError, match="offsets must rise"):
+        plan.route(0, np.array([0, 1]), np.array([0, 2, 1]))
+
+
 def test_replicas_serve_contiguous_bag_ranges_given_by_their_cuts(plans, trace):
     plan = plans[Level.POPULARITY]
     idx, off = trace[0]
