@@ -142,6 +142,8 @@ def allocate_tables(n_tables: int, rows: int, dim: int, pages: str, seed: int, w
 
 
 GATHER_PREFETCH = (16, 32, 48, 64)  # the gather limit is the best of these prefetch distances
+#: libgomp threads spin ~300k iterations (milliseconds) after a parallel region before sleeping.
+CONTENDER_GAP_S = 0.05
 NOISY_CORES = 0.25  # foreign load above which a point is retried and, if it stays, flagged "*"
 
 
@@ -201,10 +203,13 @@ def make_batches(rng, n_tables, rows, batch_size, pooling, min_lookups):
 
 def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
     """Median lookups/s per contender; the contenders take turns, one run each, so that load
-    from other processes hits them alike. The first round is a warm-up."""
+    from other processes hits them alike. The first round is a warm-up. Each run starts
+    CONTENDER_GAP_S after the previous one, so that its OpenMP threads (torch, the gather loop)
+    have stopped spin-waiting and do not take the next contender's cores."""
     times = {name: [] for name in runs}
     for round_ in range(repeats + 1):
         for name, fn in runs.items():
+            time.sleep(CONTENDER_GAP_S)
             start = time.perf_counter()
             fn()
             if round_:

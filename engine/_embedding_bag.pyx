@@ -45,6 +45,7 @@ cdef extern from "work_pool.h" nogil:
     ctypedef void (*work_pool_fn)(void *ctx, int64_t item) noexcept nogil
     int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx) noexcept
     void work_pool_hold_helpers(int hold) noexcept
+    void work_pool_set_helper_spin(int64_t ns) noexcept
     int work_pool_helpers() noexcept
     void work_pool_stats(int64_t *parallel, int64_t *stalled, int64_t *backed_off) noexcept
 
@@ -94,6 +95,11 @@ def stream_max_pooling():
 def prefetch_distance():
     """How many indices ahead rows are prefetched."""
     return ebag_prefetch_distance()
+
+
+def set_helper_spin_us(double us):
+    """How long (microseconds) a helper thread polls for the next job before it parks."""
+    work_pool_set_helper_spin(<int64_t>(us * 1000))
 
 
 def hold_helpers(bint hold):

@@ -26,6 +26,9 @@ typedef void (*work_pool_fn)(void *ctx, int64_t item);
  * Returns how many items the calling thread ran itself. */
 int64_t work_pool_run(int threads, int64_t n_items, work_pool_fn fn, void *ctx);
 
+/* How long a helper polls for the next job after finishing one before it parks (ns). */
+void work_pool_set_helper_spin(int64_t ns);
+
 /* Test hook: while held (hold != 0), helpers that wake for a job stop before claiming any
  * item, as if descheduled; releasing lets them go on (they find the job gone or finished). */
 void work_pool_hold_helpers(int hold);
