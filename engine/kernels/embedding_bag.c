@@ -40,9 +40,11 @@ INLINE void prefetch_row(const void *row, int64_t bytes)
 
 /* Work items averaging at most this many lookups per bag, and writing at least
  * STREAM_MIN_ITEM_BYTES of output, write their output rows with non-temporal stores (0: never).
- * Measured on the dev VM (benchmarks/bench_kernel.py, 8 x 2 M x 64 fp32, one lookup per bag):
- * 1.3-1.45x more lookups/s at B = 1024 and 4096. Smaller outputs stay in cache for the
- * consumer (the interaction reads them next), so they are stored normally. */
+ * Measured on the dev VM (8 x 2 M x 64 fp32, one lookup per bag, against the same kernel
+ * without them): one thread 1.33x faster per call at B = 1024 and 1.5x at B = 4096 (quiet);
+ * two threads in bench_kernel.py's throughput run 1.3-1.45x with another process busy, only
+ * ~1.02x on a quiet machine. Smaller outputs stay in cache for the consumer (the interaction
+ * reads them next), so they are stored normally. */
 #define STREAM_MIN_ITEM_BYTES 65536
 static double stream_max_pooling = 1.5;
 
