@@ -7,7 +7,6 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-OPENMP = ["-fopenmp"]
 NUMPY_MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 engine_extensions = [
