@@ -278,15 +278,27 @@ static dpu_error_t make_alloc(uint32_t nr_ranks, uint32_t nr_dpus, uint32_t per_
     return DPU_OK;
 }
 
+/* The part of dpu_alloc and dpu_alloc_ranks that reads the profile: the machine it describes
+ * and how many DPUs each of its ranks exposes. */
+static dpu_error_t read_alloc_profile(const char *profile, const struct dpu_set_t *dpu_set,
+                                      struct emu_profile *p, uint32_t *per_rank)
+{
+    if (dpu_set == NULL)
+        return DPU_ERR_INTERNAL;
+    dpu_error_t status = parse_profile(profile, p);
+    if (status != DPU_OK)
+        return status;
+    *per_rank = usable_per_rank(p);
+    return DPU_OK;
+}
+
 dpu_error_t dpu_alloc(uint32_t nr_dpus, const char *profile, struct dpu_set_t *dpu_set)
 {
     struct emu_profile p;
-    if (dpu_set == NULL)
-        return DPU_ERR_INTERNAL;
-    dpu_error_t status = parse_profile(profile, &p);
+    uint32_t per_rank;
+    dpu_error_t status = read_alloc_profile(profile, dpu_set, &p, &per_rank);
     if (status != DPU_OK)
         return status;
-    uint32_t per_rank = usable_per_rank(&p);
     if (per_rank == 0)
         return DPU_ERR_ALLOCATION;
     uint64_t available = (uint64_t)per_rank * p.nr_ranks;
@@ -301,12 +313,10 @@ dpu_error_t dpu_alloc(uint32_t nr_dpus, const char *profile, struct dpu_set_t *d
 dpu_error_t dpu_alloc_ranks(uint32_t nr_ranks, const char *profile, struct dpu_set_t *dpu_set)
 {
     struct emu_profile p;
-    if (dpu_set == NULL)
-        return DPU_ERR_INTERNAL;
-    dpu_error_t status = parse_profile(profile, &p);
+    uint32_t per_rank;
+    dpu_error_t status = read_alloc_profile(profile, dpu_set, &p, &per_rank);
     if (status != DPU_OK)
         return status;
-    uint32_t per_rank = usable_per_rank(&p);
     if (nr_ranks == DPU_ALLOCATE_ALL)
         nr_ranks = p.nr_ranks;
     if (per_rank == 0 || nr_ranks == 0 || nr_ranks > p.nr_ranks)
