@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,14 @@ class CriteoDLRM(nn.Module):
 def export(model: CriteoDLRM, path: Path) -> None:
     b = 8
     example = (torch.rand(b, 13), torch.arange(b).repeat(26, 1), torch.zeros(26, b, dtype=torch.long))
-    torch.onnx.export(model, example, str(path), dynamo=False, opset_version=11,
-                      input_names=["dense_x", "offsets", "indices"], output_names=["pred"],
-                      dynamic_axes={"dense_x": {0: "batch_size"}, "offsets": {1: "batch_size"},
-                                    "indices": {1: "batch_size"}, "pred": {0: "batch_size"}})
+    with warnings.catch_warnings():
+        # torch warns that this exporter is deprecated and about the interaction's indexing;
+        # it is still what the DLRM reference script uses.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=11,
+                          input_names=["dense_x", "offsets", "indices"], output_names=["pred"],
+                          dynamic_axes={"dense_x": {0: "batch_size"}, "offsets": {1: "batch_size"},
+                                        "indices": {1: "batch_size"}, "pred": {0: "batch_size"}})
 
 
 def write_criteo_tsv(path: Path, samples: int, rng: np.random.Generator) -> None:
