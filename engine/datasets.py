@@ -46,19 +46,6 @@ class SampleChunk:
         return self.sparse.batch_size
 
 
-def slice_batch(batch: SparseBatch, start: int, stop: int) -> SparseBatch:
-    """Samples ``start:stop`` of ``batch``; indices and weights are views, offsets rebased."""
-    indices, offsets, weights = [], [], []
-    for t in range(batch.num_tables):
-        off = batch.offsets[t]
-        lo, hi = int(off[start]), int(off[stop])
-        indices.append(batch.indices[t][lo:hi])
-        offsets.append(off[start:stop + 1] - off[start])
-        w = batch.weights[t]
-        weights.append(None if w is None else w[lo:hi])
-    return SparseBatch.from_jagged(indices, offsets, weights, include_last_offset=True)
-
-
 class ArraySamples:
     """Samples already in memory: dense arrays by input name plus one SparseBatch."""
 
@@ -78,7 +65,7 @@ class ArraySamples:
         for start in range(0, self.num_samples, batch_size):
             stop = min(start + batch_size, self.num_samples)
             yield SampleChunk({k: v[start:stop] for k, v in self.dense.items()},
-                              slice_batch(self.sparse, start, stop),
+                              self.sparse.slice(start, stop),
                               None if self.labels is None else self.labels[start:stop])
 
 

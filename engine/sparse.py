@@ -200,6 +200,18 @@ class SparseBatch:
         """Total number of row lookups over all tables."""
         return int(sum(i.size for i in self.indices))
 
+    def slice(self, start: int, stop: int) -> "SparseBatch":
+        """Samples ``start:stop``; indices and weights are views, offsets rebased to 0."""
+        indices, offsets, weights = [], [], []
+        for t in range(self.num_tables):
+            off = self.offsets[t]
+            lo, hi = int(off[start]), int(off[stop])
+            indices.append(self.indices[t][lo:hi])
+            offsets.append(off[start:stop + 1] - off[start])
+            w = self.weights[t]
+            weights.append(None if w is None else w[lo:hi])
+        return SparseBatch.from_jagged(indices, offsets, weights, include_last_offset=True)
+
     def __repr__(self) -> str:
         return f"SparseBatch(num_tables={self.num_tables}, batch_size={self.batch_size}, lookups={self.num_lookups})"
 

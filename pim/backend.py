@@ -378,11 +378,9 @@ class PimBackend:
 
     def _split(self, batch: SparseBatch) -> PimHandle:
         """Pool a batch too large for the DPUs' MRAM areas as two halves (stats count both)."""
-        from updlrm.datasets import slice_batch
-
         half = batch.batch_size // 2
-        parts = [self.lookup(slice_batch(batch, 0, half)),
-                 self.lookup(slice_batch(batch, half, batch.batch_size))]
+        parts = [self.lookup(batch.slice(0, half)),
+                 self.lookup(batch.slice(half, batch.batch_size))]
         handle = PimHandle(self, None)
         handle._result = [np.concatenate(pair) for pair in zip(*parts)]
         log.info("batch of %d split in two: its jobs exceed the DPUs' request/output areas", batch.batch_size)
