@@ -25,8 +25,8 @@ engine_extensions = [
         extra_link_args=["-pthread"],
     ),
     Extension(
-        "updlrm._criteo",
-        ["engine/_criteo.pyx"],
+        "updlrm.datasets._criteo",
+        ["engine/datasets/_criteo.pyx"],
         include_dirs=[np.get_include()],
         define_macros=NUMPY_MACROS,
         extra_compile_args=["-O3"],
@@ -173,7 +173,7 @@ build_dpu_kernels()
 # --- end pim extensions ---
 
 setup(
-    packages=["updlrm", "updlrm.pim", "updlrm.pim.kernels", "updlrm.onnx_import"],
+    packages=["updlrm", "updlrm.datasets", "updlrm.pim", "updlrm.pim.kernels", "updlrm.onnx_import"],
     package_data={"updlrm.pim.kernels": ["*.c", "*.h", "*.emu.so", "*.dpu"],
                   "updlrm.pim": EMULATOR_PACKAGE_DATA},
     package_dir={"updlrm": "engine", "updlrm.pim": "pim", "updlrm.onnx_import": "onnx_import"},

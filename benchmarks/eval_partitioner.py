@@ -33,7 +33,7 @@ from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
 from updlrm.pim.plan import TableSpec
 from updlrm.pim.profile import build_profile
-from updlrm.synthetic import CRITEO_KAGGLE_CARDINALITIES, sample_rows
+from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, sample_rows
 
 DIM = 64
 # sequential read bandwidth of this VM, 2 threads (reference/baselines.md headline table)

@@ -40,7 +40,7 @@ from updlrm.cpu_backend import CpuBackend
 from updlrm.pim import PimBackend
 from updlrm.pim.partitioner import PlannerConfig
 from updlrm.pim.profile import build_profile
-from updlrm.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
+from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
 from updlrm.tables import EmbeddingTable
 
 DIM = 64

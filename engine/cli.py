@@ -64,7 +64,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .session import load
-    from .synthetic import random_batch
+    from .datasets.synthetic import random_batch
 
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -104,7 +104,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _sample_profile(sess, data: Path, batch_size: int):
     """Access profile of the requests in ``data`` for the session's tables."""
-    from .datasets import open_samples
+    from .datasets.sources import open_samples
     from .pim.profile import build_profile
 
     samples = open_samples(data, dense_inputs=[(i.name, tuple(i.shape)) for i in sess.dense_inputs],

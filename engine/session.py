@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .backend import BackendStats, EmbeddingBackend
-from .datasets import open_samples
+from .datasets.sources import open_samples
 from .embedding_bag import SERIAL_BELOW_LOOKUPS
 from .errors import InvalidInputError
 from .progress import Progress

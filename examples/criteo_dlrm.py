@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import updlrm
-from updlrm.synthetic import CRITEO_KAGGLE_CARDINALITIES
+from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES
 
 
 def mlp(sizes: list[int], last: nn.Module) -> nn.Sequential:

@@ -12,7 +12,7 @@ from updlrm.errors import CapacityError, InvalidInputError
 from updlrm.pim.partitioner import Level, PlannerConfig, compare_levels, make_plan, report
 from updlrm.pim.plan import Plan, TableSpec
 from updlrm.pim.profile import build_profile
-from updlrm.synthetic import sample_rows
+from updlrm.datasets.synthetic import sample_rows
 
 ROWS = [20000, 5000, 300, 12000]
 DIM, BATCH, POOL, NR_DPUS = 16, 256, 20, 16

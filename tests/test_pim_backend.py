@@ -19,7 +19,7 @@ from updlrm.pim.emb_host import FixedPointOverflowError
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
 from updlrm.pim.plan import Plan
 from updlrm.pim.profile import build_profile
-from updlrm.synthetic import random_batch
+from updlrm.datasets.synthetic import random_batch
 from updlrm.tables import EmbeddingTable
 
 DIM, NR_DPUS, BATCH = 16, 16, 128

@@ -8,7 +8,7 @@ import pytest
 from updlrm.errors import InvalidInputError
 from updlrm.pim.profile import AccessProfile, CountMinSketch, build_profile
 from updlrm.sparse import SparseBatch
-from updlrm.synthetic import sample_rows
+from updlrm.datasets.synthetic import sample_rows
 
 ROWS = [3000, 60000]      # table 1 is sketched (exact_limit below)
 BAGS, POOL = 200, 12

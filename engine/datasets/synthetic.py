@@ -5,8 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .sparse import SparseBatch
-from .tables import EmbeddingTable
+from ..sparse import SparseBatch
+from ..tables import EmbeddingTable
 
 # Rows of the 26 categorical features of the Criteo Kaggle (Display Advertising Challenge) data,
 # as counted by the DLRM reference reader (facebookresearch/dlrm, day-split preprocessing).

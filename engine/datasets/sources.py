@@ -11,39 +11,20 @@ Formats
   input, named after it), per table ``t`` (0-based, in the model's bag order) ``indices_<t>``
   — 1-D with ``offsets_<t>`` (N+1 entries) or 2-D ``[N, L]`` fixed-size bags — and
   ``weights_<t>`` for weighted tables; optional ``labels``.
-* Criteo TSV (``.tsv``, ``.txt``, optionally ``.gz``): ``label, I1..I13, C1..C26`` per line, as in
-  the Criteo Kaggle/Terabyte data. Dense values become ``log(1 + max(x, 0))`` (missing → 0),
-  categorical hex ids become ``int(id, 16) % rows`` of the matching table (missing → 0), one
-  index per bag — the mapping of the DLRM reference reader.
+* Criteo TSV (``.tsv``, ``.txt``, optionally ``.gz``): see :mod:`updlrm.datasets.criteo`.
 """
 from __future__ import annotations
 
-import gzip
-import io
-from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ._criteo import parse_lines
-from .errors import InvalidInputError
-from .sparse import SparseBatch
-from .tables import EmbeddingTable
-
-
-@dataclass
-class SampleChunk:
-    """A run of consecutive samples: dense inputs by name, their bags, labels if the file has them."""
-
-    dense: dict[str, np.ndarray]
-    sparse: SparseBatch
-    labels: np.ndarray | None = None
-
-    @property
-    def size(self) -> int:
-        return self.sparse.batch_size
+from ..errors import InvalidInputError
+from ..sparse import SparseBatch
+from ..tables import EmbeddingTable
+from .chunk import SampleChunk
+from .criteo import CriteoTsvSamples
 
 
 class ArraySamples:
@@ -101,50 +82,6 @@ def _arrays_from_store(store: Mapping[str, np.ndarray], dense_names: Sequence[st
         raise InvalidInputError(f"{where}: dense arrays have {n} samples, bags have {sparse.batch_size}")
     labels = store["labels"] if "labels" in store else None
     return ArraySamples(dense, sparse, labels)
-
-
-class CriteoTsvSamples:
-    """Streams a Criteo-format TSV file (label, 13 integer, 26 categorical columns)."""
-
-    NUM_DENSE = 13
-    NUM_SPARSE = 26
-
-    def __init__(self, path: Path, dense_name: str, dense_width: int,
-                 tables: Sequence[EmbeddingTable]) -> None:
-        if dense_width != self.NUM_DENSE or len(tables) != self.NUM_SPARSE:
-            raise InvalidInputError(
-                f"{path}: Criteo TSV has {self.NUM_DENSE} dense and {self.NUM_SPARSE} categorical "
-                f"features, the model takes {dense_width} dense and {len(tables)} tables")
-        if any(t.weighted for t in tables):
-            raise InvalidInputError(f"{path}: Criteo TSV has no per-sample weights, the model needs them")
-        self.path = path
-        self.dense_name = dense_name
-        self.rows = np.array([t.rows for t in tables], dtype=np.int64)
-        self.num_samples: int | None = None
-
-    def _open(self) -> io.BufferedIOBase:
-        if self.path.suffix == ".gz":
-            return gzip.open(self.path, "rb")
-        return open(self.path, "rb")
-
-    def chunks(self, batch_size: int) -> Iterator[SampleChunk]:
-        with self._open() as f:
-            first_line = 0
-            while True:
-                data = b"".join(islice(f, batch_size))
-                if not data:
-                    return
-                try:
-                    labels, dense, cats = parse_lines(data, self.rows)
-                except ValueError as e:
-                    line, why = e.args
-                    raise InvalidInputError(f"{self.path}:{first_line + line + 1}: {why}") from None
-                n = len(labels)
-                first_line += n
-                offsets = np.arange(n + 1, dtype=np.int64)
-                sparse = SparseBatch.from_jagged(list(cats), [offsets] * self.NUM_SPARSE,
-                                                 include_last_offset=True)
-                yield SampleChunk({self.dense_name: dense}, sparse, labels)
 
 
 def open_samples(source, *, dense_inputs: Sequence[tuple[str, tuple]],
