@@ -1,28 +1,54 @@
 """Parser of Criteo TSV lines (label, 13 integer, 26 hexadecimal categorical fields).
 
 The Python layer hands over a buffer of whole lines; the loop over its bytes runs without the
-GIL. Errors come back as (line, field) positions so the caller can name them.
+GIL. A malformed line is either skipped and counted per reason (its output row is reused by the
+next good line, so columns never shift) or, in strict mode, stops the parse and comes back as a
+(line, field) position so the caller can name it.
 """
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport log1p
 from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memchr
 
 cnp.import_array()
 
 cdef int NUM_DENSE = 13
 cdef int NUM_SPARSE = 26
+cdef int NUM_FIELDS = 1 + 13 + 26
 
-# Error codes of parse_lines_nogil, mapped to messages by parse_lines.
+# Outcome of one line; the malformed ones index the per-reason counters (REASONS[code - 1]).
 cdef enum:
     OK = 0
     BAD_FIELD_COUNT = 1
     BAD_INTEGER = 2
     BAD_HEX = 3
     BAD_LABEL = 4
+    NUM_OUTCOMES = 5
+
+REASONS = ("field_count", "integer", "hex", "label")
+
+# How a categorical id becomes a row (``hashing`` argument of parse_lines).
+cdef enum:
+    MODULO = 0    # id % rows: the DLRM reference reader's mapping
+    MIX64 = 1     # mix64(id) % rows
+HASH_MODULO = MODULO
+HASH_MIX64 = MIX64
 
 
-cdef int hex_value(unsigned char c) noexcept nogil:
+cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
+    # The splitmix64 finaliser: a bijection on 64-bit words in which every input bit flips each
+    # output bit with probability ~1/2, so the low bits that ``% rows`` keeps depend on the whole
+    # id. mix64(0) == 0, so a missing id still maps to row 0.
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9ULL
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111ebULL
+    x ^= x >> 31
+    return x
+
+
+cdef inline int hex_value(unsigned char c) noexcept nogil:
     if c >= c'0' and c <= c'9':
         return c - c'0'
     if c >= c'a' and c <= c'f':
@@ -32,121 +58,171 @@ cdef int hex_value(unsigned char c) noexcept nogil:
     return -1
 
 
-cdef int parse_lines_nogil(const unsigned char[::1] buf, const int64_t[::1] rows,
-                           float[::1] labels, float[:, ::1] dense, int64_t[:, ::1] cats,
-                           Py_ssize_t *bad_line, int *bad_field) noexcept nogil:
-    cdef Py_ssize_t pos = 0, n = buf.shape[0], line = 0
-    cdef int field, digits
+cdef int parse_line(const unsigned char *p, Py_ssize_t n, const int64_t[::1] rows, int hashing,
+                    float[::1] labels, float[:, ::1] dense, int64_t[:, ::1] cats, Py_ssize_t out,
+                    int *bad_field) noexcept nogil:
+    """Parse ``p[0:n]`` (one line, no line break) into output row ``out``. Returns OK or the
+    reason it is malformed, with the 0-based field in ``bad_field`` (for BAD_FIELD_COUNT: the
+    number of fields found)."""
+    cdef Py_ssize_t pos = 0, start, tabs = 0
+    cdef int field, digits, h, t
     cdef int64_t ivalue
     cdef uint64_t hvalue
     cdef bint negative
-    cdef int h
-    cdef unsigned char c
-    while pos < n:
-        field = 0
-        while True:
-            # one field: [pos, end of field)
-            if field == 0:
-                digits = 0
-                if pos < n and (buf[pos] == c'0' or buf[pos] == c'1') and (
-                        pos + 1 >= n or buf[pos + 1] == c'\t' or buf[pos + 1] == c'\n' or buf[pos + 1] == c'\r'):
-                    labels[line] = buf[pos] - c'0'
-                    pos += 1
-                elif pos < n and buf[pos] != c'\t' and buf[pos] != c'\n':
-                    bad_line[0] = line
+    # count the fields first, so that a line with one field too few or too many is reported as
+    # such instead of as a value that does not parse in the column it slid into.
+    for pos in range(n):
+        if p[pos] == c'\t':
+            tabs += 1
+    if tabs != NUM_FIELDS - 1:
+        bad_field[0] = <int>(tabs + 1)
+        return BAD_FIELD_COUNT
+    pos = 0
+    for field in range(NUM_FIELDS):
+        if field:
+            pos += 1  # the tab that ended the previous field
+        start = pos
+        if field == 0:
+            # "0", "1", or empty (no label: 0)
+            if pos < n and p[pos] != c'\t':
+                if p[pos] != c'0' and p[pos] != c'1':
                     bad_field[0] = 0
                     return BAD_LABEL
-                else:
-                    labels[line] = 0
-            elif field <= NUM_DENSE:
-                ivalue = 0
-                negative = pos < n and buf[pos] == c'-'
-                if negative:
-                    pos += 1
-                digits = 0
-                while pos < n and buf[pos] >= c'0' and buf[pos] <= c'9':
-                    ivalue = ivalue * 10 + (buf[pos] - c'0')
-                    pos += 1
-                    digits += 1
-                if (negative and digits == 0) or (pos < n and buf[pos] != c'\t' and buf[pos] != c'\n'
-                                                  and buf[pos] != c'\r'):
-                    bad_line[0] = line
-                    bad_field[0] = field
-                    return BAD_INTEGER
-                # the DLRM reference reader clips negative counts to 0, then takes log(1 + x)
-                dense[line, field - 1] = <float>log1p(<double>ivalue) if (digits and not negative) else 0.0
-            else:
-                hvalue = 0
-                digits = 0
-                while pos < n:
-                    h = hex_value(buf[pos])
-                    if h < 0:
-                        break
-                    hvalue = (hvalue << 4) | <uint64_t>h
-                    pos += 1
-                    digits += 1
-                if digits > 16 or (pos < n and buf[pos] != c'\t' and buf[pos] != c'\n' and buf[pos] != c'\r'):
-                    bad_line[0] = line
-                    bad_field[0] = field
-                    return BAD_HEX
-                cats[field - 1 - NUM_DENSE, line] = <int64_t>(hvalue % <uint64_t>rows[field - 1 - NUM_DENSE])
-            field += 1
-            if pos < n and buf[pos] == c'\r':
+                labels[out] = p[pos] - c'0'
                 pos += 1
-            if pos >= n or buf[pos] == c'\n':
-                break
-            pos += 1  # the tab
-            if field == 1 + NUM_DENSE + NUM_SPARSE:
-                field += 1  # a tab after the last field: too many fields
-                break
-        if field != 1 + NUM_DENSE + NUM_SPARSE:
-            bad_line[0] = line
-            bad_field[0] = field
-            return BAD_FIELD_COUNT
-        pos += 1  # the newline
-        line += 1
+            else:
+                labels[out] = 0
+            if pos < n and p[pos] != c'\t':
+                bad_field[0] = 0
+                return BAD_LABEL
+        elif field <= NUM_DENSE:
+            # optional '-' and 1..18 decimal digits (int64 cannot overflow), or empty (missing: 0)
+            negative = pos < n and p[pos] == c'-'
+            if negative:
+                pos += 1
+            ivalue = 0
+            digits = 0
+            while pos < n and p[pos] >= c'0' and p[pos] <= c'9':
+                ivalue = ivalue * 10 + (p[pos] - c'0')
+                pos += 1
+                digits += 1
+            if (negative and digits == 0) or digits > 18 or (pos < n and p[pos] != c'\t'):
+                bad_field[0] = field
+                return BAD_INTEGER
+            # the DLRM reference reader clips negative counts to 0, then takes log(1 + x)
+            dense[out, field - 1] = <float>log1p(<double>ivalue) if (digits and not negative) else 0.0
+        else:
+            # 1..16 hexadecimal digits, or empty (missing: id 0)
+            hvalue = 0
+            digits = 0
+            while pos < n:
+                h = hex_value(p[pos])
+                if h < 0:
+                    break
+                hvalue = (hvalue << 4) | <uint64_t>h
+                pos += 1
+                digits += 1
+            if digits > 16 or (pos < n and p[pos] != c'\t'):
+                bad_field[0] = field
+                return BAD_HEX
+            if hashing == MIX64:
+                hvalue = mix64(hvalue)
+            t = field - 1 - NUM_DENSE
+            cats[t, out] = <int64_t>(hvalue % <uint64_t>rows[t])
     return OK
+
+
+cdef Py_ssize_t parse_lines_nogil(const unsigned char[::1] buf, const int64_t[::1] rows, int hashing,
+                                  bint strict, float[::1] labels, float[:, ::1] dense,
+                                  int64_t[:, ::1] cats, int64_t[::1] bad_count, int64_t[::1] first_bad,
+                                  Py_ssize_t *bad_line, int *bad_field, int *bad_reason) noexcept nogil:
+    """Parse every line of ``buf``; returns the number of good lines written (rows 0..k-1).
+    Strict: stops at the first malformed line and sets ``bad_line``/``bad_field``/``bad_reason``."""
+    cdef Py_ssize_t pos = 0, n = buf.shape[0], line = 0, out = 0, end, stop
+    cdef const unsigned char *base = &buf[0] if n else NULL
+    cdef const unsigned char *nl
+    cdef int status, field = 0
+    while pos < n:
+        nl = <const unsigned char *>memchr(base + pos, c'\n', <size_t>(n - pos))
+        end = (nl - base) if nl != NULL else n
+        stop = end - 1 if end > pos and buf[end - 1] == c'\r' else end
+        status = parse_line(base + pos, stop - pos, rows, hashing, labels, dense, cats, out, &field)
+        if status == OK:
+            out += 1
+        else:
+            if strict:
+                bad_line[0] = line
+                bad_field[0] = field
+                bad_reason[0] = status
+                return out
+            if bad_count[status] == 0:
+                first_bad[status] = line
+            bad_count[status] += 1
+        pos = end + 1
+        line += 1
+    return out
 
 
 def count_lines(const unsigned char[::1] buf) -> int:
     """Number of lines in ``buf`` (a last line without a newline counts)."""
-    cdef Py_ssize_t i, count = 0, n = buf.shape[0]
+    cdef Py_ssize_t n = buf.shape[0], count = 0, pos = 0
+    cdef const unsigned char *base = &buf[0] if n else NULL
+    cdef const unsigned char *nl
     with nogil:
-        for i in range(n):
-            if buf[i] == c'\n':
+        while pos < n:
+            nl = <const unsigned char *>memchr(base + pos, c'\n', <size_t>(n - pos))
+            if nl == NULL:
                 count += 1
-    if n and buf[n - 1] != c'\n':
-        count += 1
+                break
+            count += 1
+            pos = (nl - base) + 1
     return count
 
 
-def parse_lines(bytes data, const int64_t[::1] rows):
+def _message(int reason, int field) -> str:
+    if reason == BAD_FIELD_COUNT:
+        return f"expected {NUM_FIELDS} tab-separated fields, got {field}"
+    if reason == BAD_LABEL:
+        return "the label (field 1) must be 0, 1 or empty"
+    if reason == BAD_INTEGER:
+        return f"field {field + 1} (I{field}) is not an integer of at most 18 digits"
+    return f"field {field + 1} (C{field - NUM_DENSE}) is not a hexadecimal id of at most 16 digits"
+
+
+def parse_lines(bytes data, const int64_t[::1] rows, *, int hashing=MODULO, bint strict=True):
     """Parse whole Criteo lines.
 
-    Returns ``(labels [n] float32, dense [n, 13] float32 = log1p(max(x, 0)),
-    cats [26, n] int64 = int(hex) % rows[t])`` or raises ``ValueError(line, message)`` with the
-    0-based line number inside ``data``.
+    Returns ``(labels [k] float32, dense [k, 13] float32 = log1p(max(x, 0)),
+    cats [26, k] int64 = id % rows[t] (or mix64(id) % rows[t]), bad_count [4] int64,
+    first_bad [4] int64)`` over the ``k`` well-formed lines, in order. ``bad_count[r]`` counts
+    the malformed lines skipped for reason ``REASONS[r]`` and ``first_bad[r]`` is the 0-based
+    line (inside ``data``) of the first one (-1: none). With ``strict`` the first malformed line
+    raises ``ValueError(line, reason, message)`` instead.
     """
+    if rows.shape[0] != NUM_SPARSE:
+        raise ValueError(f"need {NUM_SPARSE} row counts, got {rows.shape[0]}")
+    if hashing != MODULO and hashing != MIX64:
+        raise ValueError(f"unknown hashing code {hashing}")
+    for t in range(NUM_SPARSE):
+        if rows[t] < 1:
+            raise ValueError(f"table {t} has {rows[t]} rows; every table needs at least one")
     cdef const unsigned char[::1] buf = data
     cdef Py_ssize_t n = count_lines(buf)
     labels = np.zeros(n, np.float32)
     dense = np.zeros((n, NUM_DENSE), np.float32)
     cats = np.zeros((NUM_SPARSE, n), np.int64)
+    counts = np.zeros(NUM_OUTCOMES, np.int64)
+    first = np.full(NUM_OUTCOMES, -1, np.int64)
     cdef float[::1] lv = labels
     cdef float[:, ::1] dv = dense
     cdef int64_t[:, ::1] cv = cats
-    cdef Py_ssize_t bad_line = 0
-    cdef int bad_field = 0, status
+    cdef int64_t[::1] countv = counts
+    cdef int64_t[::1] firstv = first
+    cdef Py_ssize_t good, bad_line = -1
+    cdef int bad_field = 0, bad_reason = OK
     with nogil:
-        status = parse_lines_nogil(buf, rows, lv, dv, cv, &bad_line, &bad_field)
-    if status == BAD_FIELD_COUNT:
-        raise ValueError(bad_line, f"expected {1 + NUM_DENSE + NUM_SPARSE} tab-separated fields, "
-                                   f"got {'more' if bad_field > NUM_DENSE + NUM_SPARSE else bad_field}")
-    if status == BAD_LABEL:
-        raise ValueError(bad_line, "the label (field 1) must be 0, 1 or empty")
-    if status == BAD_INTEGER:
-        raise ValueError(bad_line, f"field {bad_field + 1} (I{bad_field}) is not an integer")
-    if status == BAD_HEX:
-        raise ValueError(bad_line, f"field {bad_field + 1} (C{bad_field - NUM_DENSE}) is not a "
-                                   "hexadecimal id of at most 16 digits")
-    return labels, dense, cats
+        good = parse_lines_nogil(buf, rows, hashing, strict, lv, dv, cv, countv, firstv,
+                                 &bad_line, &bad_field, &bad_reason)
+    if bad_reason != OK:
+        raise ValueError(bad_line, REASONS[bad_reason - 1], _message(bad_reason, bad_field))
+    return labels[:good], dense[:good], cats[:, :good], counts[1:], first[1:]
