@@ -411,7 +411,7 @@ class PimBackend:
         off = self._buffer("off", bags_cap + 1, np.int64)
         idx = self._buffer("idx", nnz_cap, np.int32)
         w = self._buffer("w", nnz_cap, np.float32) if weighted else None
-        bag_row = self._buffer("bag_row", bags_cap, np.int64)
+        bag_row = self._buffer("bag_row", bags_cap + 1, np.int64)
         seg = self._buffer("job_seg", len(segs), np.int64)
         bag_ptr = self._buffer("job_bag_ptr", len(segs) + 1, np.int64)
         bag_ptr[0] = 0

@@ -167,8 +167,7 @@ class TableRoute:
     row_cache: np.ndarray
     cache_ptr: np.ndarray
     cache_rows: np.ndarray
-    row_group: np.ndarray
-    row_local: np.ndarray
+    row_loc: np.ndarray          # [rows + n_cache, 2] int32: (row_group, row_local) side by side
     replica_ptr: np.ndarray
     replica_cut: np.ndarray
     group_ptr: np.ndarray
@@ -183,7 +182,7 @@ class TableRoute:
                    i32(tp.row_cache) if cached else np.zeros(0, np.int32),
                    i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
                    i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
-                   i32(tp.row_group), i32(tp.row_local), i64(tp.replica_ptr),
+                   np.stack([tp.row_group, tp.row_local], axis=1).astype(np.int32), i64(tp.replica_ptr),
                    np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
 
     def route(self, indices: np.ndarray, offsets: np.ndarray, out: Sequence[np.ndarray],
@@ -191,7 +190,7 @@ class TableRoute:
         """:func:`updlrm.pim._scatter.route` into ``out`` = (tile, local, bag, pos) and ``host`` =
         (rows, offsets, pos); returns ``(m, cache_hits, reads_saved per slice, n_host)``."""
         return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
-                              self.row_group, self.row_local, self.replica_ptr, self.replica_cut,
+                              self.row_loc, self.replica_ptr, self.replica_cut,
                               self.group_ptr, self.group_tiles, self.n_slices, *out, *host)
 
 

@@ -376,7 +376,7 @@ def test_scatter_routes_by_the_plans_rule(backends, tables):
     with pytest.raises(InvalidInputError, match="output arrays"):
         small = np.empty(1, np.int32)
         _scatter.route(np.arange(4), np.array([0, 4]), 10, np.zeros(0, np.int32), np.zeros(1, np.int64),
-                       np.zeros(0, np.int64), np.zeros(10, np.int32), np.arange(10, dtype=np.int32),
+                       np.zeros(0, np.int64), np.stack([np.zeros(10, np.int32), np.arange(10, dtype=np.int32)], 1),
                        np.array([0, 1]), np.ones(1), np.array([0, 1]), np.zeros(1, np.int32), 1,
                        small, small, small, np.empty(1, np.int64), np.empty(4, np.int64), np.empty(2, np.int64),
                        np.empty(0, np.int64))
