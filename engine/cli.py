@@ -105,12 +105,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _sample_profile(sess, data: Path, batch_size: int):
     """Access profile of the requests in ``data`` for the session's tables."""
     from .datasets.sources import open_samples
-    from .pim.profile import build_profile
+    from .datasets.traces import extract_profile
 
     samples = open_samples(data, dense_inputs=[(i.name, tuple(i.shape)) for i in sess.dense_inputs],
                            tables=sess.tables)
-    batches = [chunk.sparse for chunk in samples.chunks(batch_size)]
-    return build_profile(batches, [t.rows for t in sess.tables], names=[t.name for t in sess.tables])
+    return extract_profile(samples, [t.rows for t in sess.tables], names=[t.name for t in sess.tables],
+                           batch_size=batch_size)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
