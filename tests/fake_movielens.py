@@ -33,11 +33,15 @@ def fake_files(seed: int = 0, users: int = 9, items: int = 14, ratings_per_user:
         genres = [] if k == 2 else list(rng.choice(GENRES, rng.integers(1, 4), replace=False))
         item_lines.append(f"{i}\tMovie {k} (a title)\t{year}\t{' '.join(genres)}")
     inter_lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    # Ratings = user bias + item bias + noise, so a model has something to learn.
+    user_bias = dict(zip(user_ids, rng.normal(0, 1, users)))
+    item_bias = dict(zip(item_ids, rng.normal(0, 1, items)))
     rows = []
     for u in user_ids:
         count = int(rng.integers(ratings_per_user[0], ratings_per_user[1] + 1))
         for i in rng.choice(item_ids, min(count, items), replace=False):
-            rows.append(f"{u}\t{i}\t{rng.integers(1, 6)}\t{880000000 + rng.integers(0, 8)}")
+            rating = int(np.clip(np.rint(3.2 + user_bias[u] + item_bias[i] + rng.normal(0, 0.5)), 1, 5))
+            rows.append(f"{u}\t{i}\t{rating}\t{880000000 + rng.integers(0, 8)}")
     rng.shuffle(rows)
     inter_lines += rows
     return {"ml-100k.inter": "\n".join(inter_lines) + "\n", "ml-100k.user": "\n".join(user_lines) + "\n",
