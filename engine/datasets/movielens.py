@@ -23,12 +23,13 @@ The CTR task
 * split, per user: the last ``holdout_per_user`` ratings in the order above are the test split
   (at most half of a user's ratings, so every user keeps training data); the rest is train.
   Every MovieLens-100k user has at least 20 ratings, so with the default 10 each user holds out
-  exactly 10. Within a split samples are ordered by user row, then by that order.
+  exactly 10. A held-out rating's history holds the user's earlier held-out items too (which
+  items, never their ratings), as it would when serving. Within a split samples are ordered by
+  user row, then by that order.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import subprocess
