@@ -126,7 +126,7 @@ def measure_cpu_rate(rows: list[int], pooling: tuple[int, int], repeats: int = 5
 def server_cost(cost: CostModel, scale: float) -> CostModel:
     """Every host-side rate (CPU gathers, scatter, reduction) ``scale`` times faster."""
     return cost.with_(cpu={"lookups_per_s": cost.cpu.lookups_per_s * scale},
-                      scatter_s_per_lookup=cost.scatter_s_per_lookup / scale,
+                      scatter_s_per_read=cost.scatter_s_per_read / scale,
                       copy_s_per_lookup=cost.copy_s_per_lookup / scale,
                       scatter_s_per_partial=cost.scatter_s_per_partial / scale,
                       reduce_bytes_per_s=cost.reduce_bytes_per_s * scale)

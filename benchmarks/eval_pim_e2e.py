@@ -21,8 +21,8 @@ says the CPU is faster keep tables there (the ``tbl`` column says how many table
 ``--mram-budget-mib`` (default 512 MiB) of table region — 8 MiB per DPU at 64 DPUs, 2 MiB at 256,
 instead of 56 MiB each on a real server — which limits replication.
 
-``--calibrate-host`` only measures the host constants of the cost model (scatter per lookup and
-per partial sum, reduction bytes/s) with the backend's own Cython/C code on this machine.
+``--calibrate-host`` only measures the cost model's reduction rate (bytes/s of the C reduction of
+pulled partial sums) on this machine; the scatter's rates come from ``benchmarks/bench_scatter.py``.
 
 Usage: ``python benchmarks/eval_pim_e2e.py [--quick] [--all-on-dpus] [--value-mode f32|i32|i8]
 [--cap 50000] [--repeats 3] [--calibrate-host] [--json FILE]``
@@ -138,40 +138,31 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
 
 
 def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int = 0) -> dict:
-    """MEASURE the PIM backend's host rates on this machine (the cost model's host constants):
-    the Cython scatter and the C reduction of pulled partial sums, on B=4,096 power-law batches of
-    20-80 indices, 64 emulated DPUs with ``regions_mib`` of table region each (more region: fewer
-    row groups, more whole tables, fewer partial sums), uniform and popularity plans.
-
-    Each Cython/C call is timed on its own: whole tables (``copy_jobs``) give seconds per copied
-    lookup; row-mapped tables (``route`` + ``gather_jobs``) are fitted as ``a * lookups + b *
-    partial sums`` (least squares over the configurations); the reduction rate is partial-sum
-    bytes / seconds of the C reduction (the emulator's pull is not included: it is not a UPMEM
-    transfer). Medians of ``repeats`` batches."""
-    from updlrm.pim import _scatter, emb_host
+    """MEASURE the C reduction of pulled partial sums on this machine (the cost model's
+    ``reduce_bytes_per_s``): B=4,096 power-law batches of 20-80 indices, 64 emulated DPUs with
+    ``regions_mib`` of table region each (more region: fewer row groups, fewer partial sums),
+    uniform and popularity plans; partial-sum bytes / seconds of the C reduction alone (the
+    emulator's pull is not included: it is not a UPMEM transfer), median of ``repeats`` batches.
+    The scatter's rates come from ``benchmarks/bench_scatter.py`` (full-size row maps)."""
+    from updlrm.pim import emb_host
 
     rng = np.random.default_rng(seed)
     B = 4096
     profile = build_profile([random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng) for _ in range(2)],
                             [t.rows for t in tables])
     batch = random_batch(tables, B, pooling=(20, 80), skewed=True, rng=rng)
-    spent: dict[str, float] = {}
-    originals = {(_scatter, "copy_jobs"): "copy", (_scatter, "route"): "mapped", (_scatter, "gather_jobs"): "mapped",
-                 (emb_host._emb_pack, "reduce_results"): "reduce"}
+    reduce = emb_host._emb_pack.reduce_results
+    spent = [0.0]
 
-    def timed(fn, key):
-        def run(*a):
-            t = time.perf_counter()
-            out = fn(*a)
-            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
-            return out
-        return run
+    def timed(*a):
+        t = time.perf_counter()
+        out = reduce(*a)
+        spent[0] += time.perf_counter() - t
+        return out
 
-    saved = {k: getattr(*k) for k in originals}
     points = []
+    emb_host._emb_pack.reduce_results = timed
     try:
-        for (mod, name), key in originals.items():
-            setattr(mod, name, timed(saved[(mod, name)], key))
         for region in regions_mib:
             for level in ("uniform", "popularity"):
                 cfg = PlannerConfig(nr_dpus=64, level=level, batch_size=B, allow_cpu=False,
@@ -181,32 +172,18 @@ def calibrate_host(tables, regions_mib=(4, 8, 48), repeats: int = 3, seed: int =
                 backend.lookup(batch)
                 runs = []
                 for _ in range(repeats):
-                    spent.clear()
+                    spent[0] = 0.0
                     backend.lookup(batch)
-                    runs.append(dict(spent))
+                    runs.append(spent[0])
                 jobs = backend._scatter(batch)
-                segs = backend._segs
-                whole = np.isin(segs.table[jobs.seg], list(backend._whole))
-                width = segs.width[jobs.seg]
-                points.append({
-                    "region_mib": region, "level": level, "mapped": jobs.lookups_mapped,
-                    "copied": jobs.lookups_copied, "partials_mapped": int(jobs.n_bags[~whole].sum()),
-                    "partials_copied": int(jobs.n_bags[whole].sum()),
-                    "partial_bytes": float((jobs.n_bags * width * 4).sum()),
-                    **{f"{k}_s": statistics.median(r.get(k, 0.0) for r in runs) for k in ("copy", "mapped", "reduce")}})
+                partial_bytes = float((jobs.n_bags * backend._segs.width[jobs.seg] * 4).sum())
+                points.append({"region_mib": region, "level": level, "partial_bytes": partial_bytes,
+                               "reduce_s": statistics.median(runs)})
                 backend.close()
                 print(f"region {region} MiB {level}: {points[-1]}", flush=True)
     finally:
-        for (mod, name), fn in saved.items():
-            setattr(mod, name, fn)
-    copied = [p for p in points if p["copied"]]
-    copy_rate = sum(p["copy_s"] for p in copied) / sum(p["copied"] for p in copied)
-    x = np.array([[p["mapped"], p["partials_mapped"]] for p in points], np.float64)
-    y = np.array([p["mapped_s"] for p in points])
-    a, b = np.linalg.lstsq(x, y, rcond=None)[0]
-    return {"points": points, "scatter_s_per_lookup": float(a), "copy_s_per_lookup": float(copy_rate),
-            "scatter_s_per_partial": float(b),
-            "scatter_fit_max_rel_error": float(np.max(np.abs(x @ np.array([a, b]) / y - 1))),
+        emb_host._emb_pack.reduce_results = reduce
+    return {"points": points,
             "reduce_bytes_per_s": statistics.median(p["partial_bytes"] / p["reduce_s"] for p in points)}
 
 
@@ -248,15 +225,12 @@ def main() -> None:
     ap.add_argument("--mram-budget-mib", type=int, default=512, help="MRAM table region of all DPUs together")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--calibrate-host", action="store_true",
-                    help="only measure the host scatter and reduction rates (the cost model's host constants)")
+                    help="only measure the reduction rate of partial sums (a cost-model constant)")
     args = ap.parse_args()
     tables = make_tables(args.cap)
     if args.calibrate_host:
         cal = calibrate_host(tables, repeats=args.repeats)
-        print(f"MEASURED here: scatter {cal['scatter_s_per_lookup'] * 1e9:.2f} ns per row-mapped lookup, "
-              f"{cal['copy_s_per_lookup'] * 1e9:.2f} ns per copied lookup, "
-              f"{cal['scatter_s_per_partial'] * 1e9:.1f} ns per partial sum of a row-mapped table (fit within "
-              f"{cal['scatter_fit_max_rel_error']:.0%}), reduction {cal['reduce_bytes_per_s'] / 1e9:.2f} GB/s")
+        print(f"MEASURED here: reduction of partial sums {cal['reduce_bytes_per_s'] / 1e9:.2f} GB/s")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(cal, f, indent=1)

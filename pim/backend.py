@@ -6,7 +6,7 @@ host in an internal :class:`~updlrm.cpu_backend.CpuBackend`.
 
 Per batch (:meth:`PimBackend.submit` / :meth:`PimHandle.result`, or :meth:`PimBackend.lookup`):
 
-1. scatter (Cython, :mod:`updlrm.pim._scatter`): route every index by the plan's rule (cache
+1. scatter (:class:`~updlrm.pim.scatter.BatchScatter`, Cython loops on two threads): route every index by the plan's rule (cache
    substitution, row group, replica by bag range, column slices) into kernel jobs, one per
    *segment* — all tiles of one table and column slice on one DPU, stored back to back so the
    kernel sees one tile — pooling every bag that reads the segment (a partial sum); a whole table
@@ -51,13 +51,14 @@ from updlrm.errors import CapacityError, InvalidInputError, UpdlrmError
 from updlrm.sparse import SparseBatch
 from updlrm.tables import EmbeddingTable, Pooling
 
-from . import _emb_pack, _scatter
+from . import _emb_pack
 from ._dpu import DpuSet
 from .cost_model import BatchWork, CostModel
 from .counters import CountersUnavailableError
 from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile
 from .partitioner import Level, PlannerConfig, make_plan, report
-from .plan import Plan, TableRoute
+from .scatter import BatchScatter, Jobs
+from .plan import Plan
 from .profile import AccessProfile
 
 log = logging.getLogger(__name__)
@@ -68,80 +69,6 @@ MIN_AREA_BYTES = 64 << 10        # smallest request / output area worth running 
 TILE_LOAD_CHUNK_BYTES = 256 << 20  # host memory for tile images while loading
 MEASURED_STAGES = ("scatter", "push", "cpu_tables", "wait", "pull_reduce")
 MODELLED_STAGES = ("h2d", "launch", "kernel", "d2h", "host", "cpu_tables", "total")
-
-
-@dataclasses.dataclass
-class _Segments:
-    """Tiles grouped by (table, column slice, DPU); arrays indexed by segment id (table-major)."""
-
-    tile_seg: np.ndarray        # [n_tiles] int32, segment of each plan tile (-1: not on a DPU)
-    tile_row_base: np.ndarray   # [n_tiles] int32, first row of the tile inside its segment
-    tiles: list[list[int]]      # plan tiles of each segment, in MRAM order
-    first_tile: np.ndarray      # [n_segs] int64, the first of them
-    dpu: np.ndarray             # [n_segs] int64
-    table: np.ndarray           # [n_segs] int64
-    col_start: np.ndarray       # [n_segs] int64
-    width: np.ndarray           # [n_segs] int64
-    rows: np.ndarray            # [n_segs] int64
-    lo: dict[int, int]          # table -> first segment
-    hi: dict[int, int]          # table -> one past its last segment
-
-    @classmethod
-    def of(cls, plan: Plan) -> "_Segments":
-        keyed: dict[tuple[int, int, int], list[int]] = {}
-        for i, tile in enumerate(plan.tiles):
-            if plan.tables[tile.table].placement == "pim":
-                keyed.setdefault((tile.table, tile.col_start, tile.dpu), []).append(i)
-        keys = sorted(keyed)
-        tile_seg = np.full(len(plan.tiles), -1, np.int32)
-        tile_row_base = np.zeros(len(plan.tiles), np.int32)
-        tiles, rows = [], []
-        lo: dict[int, int] = {}
-        hi: dict[int, int] = {}
-        for s, key in enumerate(keys):
-            members = sorted(keyed[key])
-            base = 0
-            for i in members:
-                tile_seg[i] = s
-                tile_row_base[i] = base
-                base += plan.tiles[i].num_rows
-            tiles.append(members)
-            rows.append(base)
-            lo.setdefault(key[0], s)
-            hi[key[0]] = s + 1
-        col = lambda k: np.array([key[k] for key in keys], np.int64)  # noqa: E731
-        width = np.array([plan.tiles[m[0]].width for m in tiles], np.int64)
-        return cls(tile_seg, tile_row_base, tiles, np.array([m[0] for m in tiles], np.int64), col(2), col(0), col(1),
-                   width, np.array(rows, np.int64), lo, hi)
-
-    def __len__(self) -> int:
-        return len(self.tiles)
-
-
-@dataclasses.dataclass
-class _Jobs:
-    """One batch as kernel jobs: a CSR of sub-bags (``off``/``idx``/``w``) with one destination
-    row per sub-bag, and jobs ``j`` = sub-bags ``bag_ptr[j] .. bag_ptr[j+1]-1`` of segment ``seg[j]``."""
-
-    seg: np.ndarray
-    bag_ptr: np.ndarray
-    off: np.ndarray
-    idx: np.ndarray
-    w: np.ndarray | None
-    bag_row: np.ndarray
-    lookups_mapped: int
-    lookups_copied: int
-    cache_hits: int
-    reads_saved: int
-    host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # hybrid table -> its host bags
-
-    @property
-    def nnz(self) -> np.ndarray:
-        return self.off[self.bag_ptr[1:]] - self.off[self.bag_ptr[:-1]]
-
-    @property
-    def n_bags(self) -> np.ndarray:
-        return np.diff(self.bag_ptr)
 
 
 class PimHandle:
@@ -178,6 +105,7 @@ class PimBackend:
         dpu_profile: libdpu's profile string for the allocation.
         planner_config: full :class:`PlannerConfig` (its ``nr_dpus`` and ``level`` win).
         cpu_threads: threads of the CPU backend that pools the CPU-resident tables.
+        scatter_threads: threads of the host scatter (1 or 2; see :mod:`updlrm.pim.scatter`).
         i32_headroom: rows an ``i32`` bag may sum without overflowing int32 (sets the scale).
         cpu_fallback: pool a batch on the host instead when the cost model says the CPU would
             be faster for it (plans are tuned for one batch size; small batches rarely pay the
@@ -192,7 +120,7 @@ class PimBackend:
     def __init__(self, nr_dpus: int | None = None, level: str | Level = "cache", plan: Plan | str | Path | None = None,
                  value_mode: str = "f32", dpu_profile: str = "", planner_config: PlannerConfig | None = None,
                  cpu_threads: int | None = None, i32_headroom: int = 1024, cost: CostModel | None = None,
-                 cpu_fallback: bool = True) -> None:
+                 cpu_fallback: bool = True, scatter_threads: int = 2) -> None:
         if value_mode not in VALUE_MODES:
             raise InvalidInputError(f"value_mode must be one of {sorted(VALUE_MODES)}, got {value_mode!r}")
         if nr_dpus is not None and nr_dpus < 1:
@@ -203,6 +131,8 @@ class PimBackend:
         self.planner_config = planner_config
         self.cpu_threads = cpu_threads
         self.cpu_fallback = cpu_fallback
+        self.scatter_threads = scatter_threads
+        self._scatter: BatchScatter | None = None
         self.i32_headroom = int(i32_headroom)
         self.cost = cost or CostModel()
         self._nr_dpus = nr_dpus
@@ -225,15 +155,13 @@ class PimBackend:
         self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
         for t in self._cpu:
             log.info("table %r stays on the CPU (plan decision)", self.tables[t].name)
-        self._routes = {t: TableRoute.of(plan.tables[t]) for t in self._pim}
-        self._hybrid = [t for t in self._pim if plan.tables[t].n_host_rows]
-        self._segs = _Segments.of(plan)
-        self._whole = {t: tiles for t in self._pim if (tiles := self._whole_table_tiles(plan, t)) is not None}
+        self._scatter = BatchScatter(plan, self.tables, threads=self.scatter_threads)
+        self._hybrid = self._scatter.hybrid
+        self._segs = self._scatter.segs
+        self._whole = self._scatter.whole
+        self._stacked = self._scatter.stacked
         self._ops = {t: self._op(self.tables[t]) for t in self._pim}
-        # output layout: with one dim for every PIM table, table k's bags are rows k*B .. k*B+B-1
-        # of a [T*B, dim] buffer (views, no copy); otherwise one [B, sum(dims)] buffer.
         dims = [self.tables[t].dim for t in self._pim]
-        self._stacked = len(set(dims)) <= 1
         self._col_base = dict(zip(self._pim, [0] * len(dims) if self._stacked else np.cumsum([0] + dims[:-1]).tolist()))
         self._seg_col = np.array([self._col_base[int(t)] + int(c) for t, c in zip(self._segs.table, self._segs.col_start)],
                                  np.int64)
@@ -245,20 +173,8 @@ class PimBackend:
             self._cpu_backend.load([self.tables[t] for t in self._cpu])
         if self._pim:
             self._store_tiles(plan)
-        self._buffers: dict[str, np.ndarray] = {}
         self._summary = report(plan, self.cost).as_dict()
         self._reset_stats(time.perf_counter() - start)
-
-    @staticmethod
-    def _whole_table_tiles(plan: Plan, t: int) -> np.ndarray | None:
-        """The tile of each replica of a table whose bags can be copied whole to their replica
-        (one group numbered as the table, one slice, no cache, no host rows), else None: the
-        scatter then needs no row map."""
-        tp = plan.tables[t]
-        if plan.needs_row_map(t) or tp.n_slices != 1 or \
-           not np.array_equal(tp.row_local, np.arange(tp.spec.rows, dtype=tp.row_local.dtype)):
-            return None
-        return np.ascontiguousarray(tp.group_tiles, np.int32)
 
     def _make_plan(self, tables: list[EmbeddingTable], profile: Any) -> Plan:
         source = self._plan_source
@@ -316,6 +232,8 @@ class PimBackend:
                 pending.result()
             except UpdlrmError:
                 log.warning("a batch in flight failed while closing the PIM backend", exc_info=True)
+        if self._scatter is not None:
+            self._scatter.close()
         if self.dpus is not None:
             self.dpus.free()
         self.dpus = None
@@ -362,14 +280,14 @@ class PimBackend:
         self._pending = handle
         return handle
 
-    def _cpu_is_faster(self, jobs: _Jobs, batch: SparseBatch) -> bool:
+    def _cpu_is_faster(self, jobs: Jobs, batch: SparseBatch) -> bool:
         """Whether the cost model predicts this batch faster on the host than on the DPUs (the
         planner's own work estimate, fed with this batch's routed reads and partial sums)."""
         plan = self.plan
         first_tile = self._segs.first_tile[jobs.seg]     # a segment costs what its tiles' reads cost
         reads = np.bincount(first_tile, weights=jobs.nnz, minlength=len(plan.tiles))
         bags = np.bincount(first_tile, weights=jobs.n_bags, minlength=len(plan.tiles))
-        work = plan.work_from_tile_counts(reads, bags, host_lookups=jobs.lookups_mapped,
+        work = plan.work_from_tile_counts(reads, bags, host_routed_reads=jobs.reads_routed,
                                           cpu_lookup_units=self._units(batch, self._cpu) + self._host_units(jobs),
                                           host_copy_lookups=jobs.lookups_copied,
                                           host_add_bytes=plan.host_add_bytes(batch.batch_size))
@@ -386,76 +304,7 @@ class PimBackend:
         log.info("batch of %d split in two: its jobs exceed the DPUs' request/output areas", batch.batch_size)
         return handle
 
-    def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
-        """A reusable scratch array of at least ``size`` entries."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size:
-            buf = np.empty(max(size, 16), dtype)
-            self._buffers[name] = buf
-        return buf
-
-    def _scatter(self, batch: SparseBatch) -> _Jobs:
-        plan, segs = self.plan, self._segs
-        B = batch.batch_size
-        reads_cap = max((batch.indices[t].size * self._routes[t].n_slices for t in self._pim), default=0)
-        nnz_cap = sum(batch.indices[t].size * self._routes[t].n_slices for t in self._pim)
-        bags_cap = nnz_cap   # a sub-bag holds at least one read
-        routed = (self._buffer("tile", reads_cap, np.int32), self._buffer("local", reads_cap, np.int32),
-                  self._buffer("bag", reads_cap, np.int32), self._buffer("pos", reads_cap, np.int64))
-        weighted = any(self.tables[t].weighted for t in self._pim)
-        n_segs_max = max(segs.hi[t] - segs.lo[t] for t in self._pim)
-        scratch = [self._buffer(f"seg{k}", n_segs_max, np.int64) for k in range(3)]
-        rep_first = self._buffer("rep_first", max((len(v) for v in self._whole.values()), default=0) + 1, np.int64)
-        # reused from batch to batch (no page faults on fresh memory): only one batch is ever
-        # incomplete, and a batch's CSR is not needed once it is
-        off = self._buffer("off", bags_cap + 1, np.int64)
-        idx = self._buffer("idx", nnz_cap, np.int32)
-        w = self._buffer("w", nnz_cap, np.float32) if weighted else None
-        bag_row = self._buffer("bag_row", bags_cap + 1, np.int64)
-        seg = self._buffer("job_seg", len(segs), np.int64)
-        bag_ptr = self._buffer("job_bag_ptr", len(segs) + 1, np.int64)
-        bag_ptr[0] = 0
-        off[0] = 0
-        n_jobs = n_bags = nnz = 0
-        mapped = copied = hits = saved = 0
-        empty_w = np.zeros(0, np.float32)
-        no_pos = np.zeros(0, np.int64)
-        host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        for k, t in enumerate(self._pim):
-            route = self._routes[t]
-            weighted_t = self.tables[t].weighted
-            n_idx = batch.indices[t].size
-            if t in self._whole:
-                copied += n_idx
-                n_jobs, n_bags, nnz = _scatter.copy_jobs(
-                    batch.indices[t], batch.offsets[t], route.replica_cut, self._whole[t], segs.tile_seg,
-                    segs.tile_row_base, segs.lo[t], segs.hi[t], k * B if self._stacked else 0,
-                    batch.weights[t] if weighted_t else empty_w, rep_first, *scratch[:2],
-                    off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
-                continue
-            # per-table host lists: they live until the batch completes (the CPU kernel reads them)
-            host_out = (self._buffer(f"host_idx{t}", n_idx, np.int64), self._buffer(f"host_off{t}", B + 1, np.int64),
-                        self._buffer(f"host_pos{t}", n_idx, np.int64) if weighted_t else no_pos)
-            m, h, sv, n_host = route.route(batch.indices[t], batch.offsets[t],
-                                           routed if weighted_t else routed[:3] + (no_pos,), host_out)
-            if t in self._hybrid:
-                host[t] = (host_out[0][:n_host], host_out[1][:B + 1],
-                           batch.weights[t][host_out[2][:n_host]] if weighted_t else None)
-            hits += h
-            saved += sv * route.n_slices
-            if plan.needs_row_map(t):
-                mapped += batch.indices[t].size
-            else:
-                copied += batch.indices[t].size
-            src_w = batch.weights[t] if weighted_t else empty_w
-            n_jobs, n_bags, nnz = _scatter.gather_jobs(
-                m, *routed[:3], routed[3] if weighted_t else no_pos, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t],
-                k * B if self._stacked else 0, src_w, *scratch,
-                off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
-        return _Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz],
-                     None if w is None else w[:nnz], bag_row[:n_bags], mapped, copied, hits, saved, host)
-
-    def _rounds(self, jobs: _Jobs) -> list[np.ndarray]:
+    def _rounds(self, jobs: Jobs) -> list[np.ndarray]:
         """Jobs per launch: one round unless a DPU would get more than the kernel's job limit or
         more request/output bytes than its areas hold (then greedy first-fit rounds)."""
         segs, runner = self._segs, self.runner
@@ -496,7 +345,7 @@ class PimBackend:
         log.info("batch split into %d DPU launches (job or MRAM area limits)", len(rounds))
         return [np.array(r, np.int64) for r in rounds]
 
-    def _launch(self, jobs: _Jobs, round_jobs: np.ndarray) -> None:
+    def _launch(self, jobs: Jobs, round_jobs: np.ndarray) -> None:
         """Push and launch one round: its jobs as a contiguous CSR (re-gathered unless it is all of them)."""
         if len(round_jobs) == len(jobs.seg):
             seg, bag_ptr, off, idx, w = jobs.seg, jobs.bag_ptr, jobs.off, jobs.idx, jobs.w
@@ -587,7 +436,7 @@ class PimBackend:
                                  threads=self.cpu_threads)
                 for t, (rows, off, w) in host.items()}
 
-    def _host_units(self, jobs: _Jobs) -> float:
+    def _host_units(self, jobs: Jobs) -> float:
         """Lookup units the CPU kernel pools for the hybrid tables' host rows."""
         ref = self.cost.cpu.ref_dim
         return sum(len(rows) * self.tables[t].dim / ref for t, (rows, _, _) in jobs.host.items())
@@ -603,7 +452,7 @@ class PimBackend:
         work.cpu_lookup_units = self._units(batch, self._pim + self._cpu)
         return work
 
-    def _work(self, jobs: _Jobs, launches: int, batch: SparseBatch) -> BatchWork | None:
+    def _work(self, jobs: Jobs, launches: int, batch: SparseBatch) -> BatchWork | None:
         """This batch's per-DPU work for the cost model: DMA and transfer counts from the
         emulator, rows / element adds / partial sums from the scatter. None on real hardware."""
         try:
@@ -617,7 +466,7 @@ class PimBackend:
             counters.dpus, rows=np.bincount(dpu, weights=nnz, minlength=n),
             elements=np.bincount(dpu, weights=nnz * self._segs.width[jobs.seg], minlength=n),
             bags=np.bincount(dpu, weights=jobs.n_bags.astype(np.float64), minlength=n),
-            value_mode=_PLAN_VALUE_MODE[self.value_mode], host_lookups=jobs.lookups_mapped, launches=launches,
+            value_mode=_PLAN_VALUE_MODE[self.value_mode], host_routed_reads=jobs.reads_routed, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
         work.host_partials = float(jobs.n_bags[~np.isin(self._segs.table[jobs.seg], list(self._whole))].sum())
@@ -633,7 +482,7 @@ class PimBackend:
         self._dpu_kernel_s = np.zeros(self.plan.nr_dpus)
         self._hits = self._saved = self._pim_lookups = self._fallbacks = 0
 
-    def _record(self, batch: SparseBatch, times: dict[str, float], work: BatchWork | None, jobs: _Jobs | None) -> None:
+    def _record(self, batch: SparseBatch, times: dict[str, float], work: BatchWork | None, jobs: Jobs | None) -> None:
         st = self._stats
         st.batches += 1
         st.lookups += batch.num_lookups
@@ -697,7 +546,7 @@ def _imbalance(x: np.ndarray) -> float:
     return float(x.max()) / mean if mean > 0 else 1.0
 
 
-def _subset(jobs: _Jobs, chosen: np.ndarray):
+def _subset(jobs: Jobs, chosen: np.ndarray):
     """The CSR of some jobs only, re-gathered contiguously: (seg, bag_ptr, off, idx, w, bag_row)."""
     lo, hi = jobs.bag_ptr[chosen], jobs.bag_ptr[chosen + 1]
     bags = _ranges(lo, hi)

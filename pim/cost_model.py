@@ -79,7 +79,7 @@ DEFAULT_LAUNCH_S = 0.1e-3
 # ---- host-side work: MEASURED on this project's 2-vCPU VM with the backend's own Cython/C code
 # (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables capped at 50k rows, B=4096, 20-80
 # indices per bag, 64 emulated DPUs, six plans, each call timed on its own, median of 5) --------- #
-DEFAULT_SCATTER_S_PER_LOOKUP = 9.4e-9    # route + job gathering of one index of a row-mapped table
+DEFAULT_SCATTER_S_PER_READ = 9.4e-9      # route + job gathering of one read (index x column slice) of a routed table
 DEFAULT_SCATTER_S_PER_PARTIAL = 16.7e-9  # per partial sum of a row-mapped table (least squares with the
                                          # line above over the six plans; within 28% of each)
 DEFAULT_COPY_S_PER_LOOKUP = 0.45e-9      # whole table: a replica's bag range copied (copy_jobs), per index
@@ -200,9 +200,9 @@ class BatchWork:
     push_calls: int = 1
     pull_calls: int = 1
     launches: int = 1
-    host_lookups: int = 0       # indices the host maps one by one (row -> group, local row)
-    host_copy_lookups: int = 0  # indices the host only copies (whole bags to one tile)
-    host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the scatter of row-mapped tables creates
+    host_routed_reads: int = 0  # reads the host routes one by one (per index and column slice; tables not whole)
+    host_copy_lookups: int = 0  # indices of whole tables: their bags are copied to one tile as they are
+    host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the scatter of routed tables creates
     host_reduce_bytes: float | None = None   # bytes the host reduces (default: sum of pull_bytes)
     cpu_lookup_units: float = 0.0  # lookups x (dim / ref_dim) done by the CPU for CPU-resident tables
     value_mode: ValueMode = "fp32"
@@ -224,7 +224,7 @@ class BatchWork:
 
     @classmethod
     def from_counters(cls, dpu_counters: np.ndarray, *, rows: np.ndarray, elements: np.ndarray,
-                      bags: np.ndarray, value_mode: ValueMode = "fp32", host_lookups: int = 0,
+                      bags: np.ndarray, value_mode: ValueMode = "fp32", host_routed_reads: int = 0,
                       launches: int = 1, transfers: np.ndarray | None = None,
                       tasklet_counters: np.ndarray | None = None) -> "BatchWork":
         """Work of one batch from emulator counters (``DpuCounters.dpus`` of that batch alone,
@@ -249,7 +249,7 @@ class BatchWork:
             push_bytes=dpu_counters["to_dpu_bytes"].astype(np.float64) / push_calls,
             pull_bytes=dpu_counters["from_dpu_bytes"].astype(np.float64) / pull_calls,
             push_calls=push_calls, pull_calls=pull_calls, launches=launches,
-            host_lookups=host_lookups, value_mode=value_mode, transfer_calls=transfers,
+            host_routed_reads=host_routed_reads, value_mode=value_mode, transfer_calls=transfers,
         )
         if tasklet_counters is not None:
             work.tasklet_dma_cycles = tasklet_counters["modelled_cycles"].astype(np.float64)
@@ -304,7 +304,7 @@ class CostModel:
     dpu: DpuModel = field(default_factory=DpuModel)
     transfer: TransferModel = field(default_factory=TransferModel)
     launch_s: float = DEFAULT_LAUNCH_S
-    scatter_s_per_lookup: float = DEFAULT_SCATTER_S_PER_LOOKUP
+    scatter_s_per_read: float = DEFAULT_SCATTER_S_PER_READ
     copy_s_per_lookup: float = DEFAULT_COPY_S_PER_LOOKUP
     scatter_s_per_partial: float = DEFAULT_SCATTER_S_PER_PARTIAL
     reduce_bytes_per_s: float = DEFAULT_REDUCE_BYTES_PER_S
@@ -376,7 +376,7 @@ class CostModel:
         h2d, d2h = self.transfer_seconds(work)
         reduce_bytes = work.host_reduce_bytes if work.host_reduce_bytes is not None else float(work.pull_bytes.sum())
         return StageTimes(
-            scatter=(work.host_lookups * self.scatter_s_per_lookup + work.host_copy_lookups * self.copy_s_per_lookup
+            scatter=(work.host_routed_reads * self.scatter_s_per_read + work.host_copy_lookups * self.copy_s_per_lookup
                      + work.host_partials * self.scatter_s_per_partial),
             h2d=h2d,
             launch=work.launches * self.launch_s,

@@ -219,7 +219,7 @@ def _drop_unprofitable_caches(accesses: Sequence[_TableAccess], coster: "_TileCo
         width = acc.spec.dim
         narrowest = _stride(-(-width // max(1, cfg.max_col_parts)))
         fits_whole = acc.spec.rows * narrowest <= usable * cfg.max_tile_fraction
-        host = acc.lookups * (cost.scatter_s_per_lookup - cost.copy_s_per_lookup) if fits_whole else 0.0
+        host = acc.lookups * (cost.scatter_s_per_read - cost.copy_s_per_lookup) if fits_whole else 0.0
         saved = acc.cache_hits * float(coster(1.0, 0.0, _stride(width), width)) / cfg.nr_dpus
         if saved <= host:
             acc.real, acc.planning = acc.uncached
@@ -1008,14 +1008,14 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
     bags = np.array([t.expected_bags for t in plan.tiles])
     on_cpu = set(already)
     ref = cfg.cost.cpu.ref_dim
+    routed = plan.routed_tiles()
 
     def total(cpu_set: set[int]) -> float:
         keep = ~np.isin(tile_table, list(cpu_set))
         on_dpus = [t for t in range(len(accesses)) if t not in cpu_set]
-        mapped = sum(accesses[t].lookups for t in on_dpus if plan.needs_row_map(t))
-        copied = sum(accesses[t].lookups for t in on_dpus if not plan.needs_row_map(t))
+        copied = sum(accesses[t].lookups for t in on_dpus if plan.is_whole(t))
         units = sum(a.lookups * a.spec.dim / ref for t, a in enumerate(accesses) if t in cpu_set)
-        work = plan.work_from_tile_counts(reads * keep, bags * keep, host_lookups=int(mapped),
+        work = plan.work_from_tile_counts(reads * keep, bags * keep, host_routed_reads=int((reads * keep)[routed].sum()),
                                           cpu_lookup_units=units, host_copy_lookups=int(copied))
         return cfg.cost.stages(work).total
 

@@ -344,7 +344,19 @@ class Plan:
         tp = self.tables[table]
         return tp.placement == "pim" and (tp.n_groups > 1 or tp.n_cache > 0 or tp.n_host_rows > 0)
 
-    def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_lookups: int,
+    def is_whole(self, table: int) -> bool:
+        """Whether a PIM table's bags are copied to their replica as they are (one group numbered
+        as the table, one column slice, no cache, no host rows): the scatter needs no routing."""
+        tp = self.tables[table]
+        return (tp.placement == "pim" and not self.needs_row_map(table) and tp.n_slices == 1
+                and np.array_equal(tp.row_local, np.arange(tp.spec.rows, dtype=tp.row_local.dtype)))
+
+    def routed_tiles(self) -> np.ndarray:
+        """Mask of the tiles whose tables the scatter routes read by read (not whole)."""
+        whole = {t: self.is_whole(t) for t in {tile.table for tile in self.tiles}}
+        return np.array([not whole[tile.table] for tile in self.tiles], bool)
+
+    def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_routed_reads: int,
                               cpu_lookup_units: float, host_copy_lookups: int = 0,
                               host_add_bytes: float = 0.0) -> BatchWork:
         """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written.
@@ -369,10 +381,9 @@ class Plan:
             # one packed push: 4-byte local row per read, 4-byte offset per partial, 8-byte tile header
             work.push_bytes = acc(reads * 4.0 + bags * 4.0 + 8.0)
             work.pull_bytes = acc(bags * stride)
-        work.host_lookups = host_lookups
+        work.host_routed_reads = host_routed_reads
         work.host_copy_lookups = host_copy_lookups
-        mapped = np.array([self.needs_row_map(t.table) for t in self.tiles], bool)
-        work.host_partials = float(np.sum(np.asarray(bags, np.float64)[mapped])) if self.tiles else 0.0
+        work.host_partials = float(np.sum(np.asarray(bags, np.float64)[self.routed_tiles()]))
         work.cpu_lookup_units = cpu_lookup_units
         if host_add_bytes:
             work.host_reduce_bytes = float(work.pull_bytes.sum()) + host_add_bytes
@@ -391,7 +402,7 @@ class Plan:
         nt = len(self.tables)
         reads = np.zeros(len(self.tiles))
         bags = np.zeros(len(self.tiles))
-        host_lookups = copied = 0
+        routed = copied = 0
         cpu_units = 0.0
         stats = {"reads": 0, "reads_saved": 0, "cache_hits": 0}
         for t in range(nt):
@@ -400,11 +411,11 @@ class Plan:
             if tp.placement != "pim":
                 cpu_units += n_idx * tp.spec.dim / ref_dim
                 continue
-            if self.needs_row_map(t):
-                host_lookups += n_idx
-            else:
-                copied += n_idx
             r = self.route(t, indices[t], offsets[t])
+            if self.is_whole(t):
+                copied += n_idx
+            else:
+                routed += len(r.tile)
             cpu_units += len(r.host_rows) * tp.spec.dim / ref_dim
             reads += np.bincount(r.tile, minlength=len(self.tiles))
             pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
@@ -412,7 +423,7 @@ class Plan:
             stats["reads"] += len(r.tile)
             stats["reads_saved"] += r.reads_saved
             stats["cache_hits"] += r.cache_hits
-        return self.work_from_tile_counts(reads, bags, host_lookups=host_lookups, cpu_lookup_units=cpu_units,
+        return self.work_from_tile_counts(reads, bags, host_routed_reads=routed, cpu_lookup_units=cpu_units,
                                           host_copy_lookups=copied,
                                           host_add_bytes=self.host_add_bytes(len(offsets[0]) - 1 if nt else 0)), stats
 
@@ -421,10 +432,10 @@ class Plan:
         reads = np.array([t.expected_reads for t in self.tiles])
         bags = np.array([t.expected_bags for t in self.tiles])
         per_table = self.notes.get("expected_lookups", [0.0] * len(self.tables))
-        mapped = sum(n for t, n in enumerate(per_table) if self.needs_row_map(t))
-        copied = sum(n for t, n in enumerate(per_table) if self.tables[t].placement == "pim" and not self.needs_row_map(t))
+        copied = sum(n for t, n in enumerate(per_table) if self.is_whole(t))
         cpu_units = float(self.notes.get("expected_cpu_units", 0.0))
-        return self.work_from_tile_counts(reads, bags, host_lookups=int(mapped), cpu_lookup_units=cpu_units,
+        return self.work_from_tile_counts(reads, bags, host_routed_reads=int(reads[self.routed_tiles()].sum()),
+                                          cpu_lookup_units=cpu_units,
                                           host_copy_lookups=int(copied), host_add_bytes=self.host_add_bytes(self.batch_size))
 
     def predict(self, cost: CostModel | None = None) -> StageTimes:

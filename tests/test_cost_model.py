@@ -151,10 +151,10 @@ def test_cpu_tables_overlap_the_kernel():
 
 
 def test_host_scatter_counts_lookups_and_partial_sums():
-    cm = CostModel(scatter_s_per_lookup=2e-9, copy_s_per_lookup=1e-9, scatter_s_per_partial=30e-9)
+    cm = CostModel(scatter_s_per_read=2e-9, copy_s_per_lookup=1e-9, scatter_s_per_partial=30e-9)
     w = BatchWork.zeros(2, "int32")
     w.rows[:], w.bags[:] = 10, 4
-    w.host_lookups, w.host_copy_lookups, w.host_partials = 1000, 500, 8
+    w.host_routed_reads, w.host_copy_lookups, w.host_partials = 1000, 500, 8
     assert cm.stages(w).scatter == pytest.approx(1000 * 2e-9 + 500 * 1e-9 + 8 * 30e-9)
     w.host_partials = 0                    # partial sums the DPUs write are not host scatter work
     assert cm.stages(w).scatter == pytest.approx(1000 * 2e-9 + 500 * 1e-9)

@@ -18,6 +18,7 @@ from updlrm.pim import PimBackend, _emb_pack, _scatter
 from updlrm.pim.emb_host import FixedPointOverflowError
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
 from updlrm.pim.plan import Plan
+from updlrm.pim.scatter import BatchScatter
 from updlrm.pim.profile import build_profile
 from updlrm.datasets.synthetic import random_batch
 from updlrm.tables import EmbeddingTable
@@ -135,7 +136,7 @@ def test_whole_tables_are_copied_without_a_row_map(tables, profile, cpu, cpu_abs
     assert max(tp.n_groups for tp in backend.plan.tables) == 1 and backend.plan.tables[0].group_replicas[0] > 1
     for batch in batches(tables, seed=13):
         assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
-        assert backend._scatter(batch).lookups_mapped == 0
+        assert backend._scatter(batch).reads_routed == 0
     backend.close()
     # two replicas of the weighted table on one DPU: one segment, one job for both bag ranges
     plan = backend.plan
@@ -381,6 +382,34 @@ def test_scatter_routes_by_the_plans_rule(backends, tables):
                        small, small, small, np.empty(1, np.int64), np.empty(4, np.int64), np.empty(2, np.int64),
                        np.empty(0, np.int64))
 
+
+
+def test_scatter_threads_give_the_same_jobs(backends, tables):
+    """Routing in a worker thread (threads=2) appends the same jobs, in the same order, as one
+    thread does; the per-table scratch is reused from batch to batch without leaking."""
+    plan = backends("cache").plan
+    one, two = BatchScatter(plan, tables, threads=1), BatchScatter(plan, tables, threads=2)
+    try:
+        assert len(one.pim) - len(one.whole) > 1   # the worker has tables to route
+        for batch in batches(tables, seed=71) * 2:
+            a, b = one(batch), two(batch)
+            for field in ("seg", "bag_ptr", "off", "idx", "bag_row"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+            # weights are only written (and read by the kernel) for weighted tables' jobs
+            weighted = np.array([tables[t].weighted for t in one.segs.table[a.seg]])
+            reads = np.repeat(weighted, a.off[a.bag_ptr[1:]] - a.off[a.bag_ptr[:-1]])
+            np.testing.assert_array_equal(a.w[reads], b.w[reads])
+            assert reads.any()
+            assert (a.reads_routed, a.lookups_copied, a.cache_hits, a.reads_saved) == \
+                   (b.reads_routed, b.lookups_copied, b.cache_hits, b.reads_saved)
+            assert a.host.keys() == b.host.keys()
+            for t in a.host:
+                for x, y in zip(a.host[t], b.host[t]):
+                    np.testing.assert_array_equal(x, y)
+    finally:
+        two.close()
+    with pytest.raises(InvalidInputError, match="1 or 2 threads"):
+        BatchScatter(plan, tables, threads=3)
 
 # ---- async use and stats ---------------------------------------------------------------------------
 
