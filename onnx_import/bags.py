@@ -358,7 +358,10 @@ def _classify(idx: GraphIndex, read: TableRead, output: str, pattern: str) -> tu
                        offsets_row=row_of.get(offsets) if offsets else None,
                        weights=weights, weights_row=row_of.get(weights) if weights else None,
                        include_last_offset=include_last, fixed=fixed)
-    _check_fx_metadata(nodes, table, source, pooling)
+    # only the table's own Gather: the exporter shares nodes (e.g. a Shape of a common input)
+    # between bags, and their metadata then describes another table's call
+    _check_fx_metadata([(s, n) for s, n in nodes if n.op_type == "Gather" and n.input[0] == table],
+                       table, source, pooling)
     return source, pooling
 
 

@@ -110,3 +110,35 @@ def test_int32_feeds(dlrm_export):
     with torch.inference_mode():
         want = model(*args).numpy()
     np.testing.assert_allclose(run_split(imported, feeds)[0], want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "ts17"])
+def test_tables_with_different_modes(tmp_path, exporter):
+    """Bags of one model with sum, mean and max side by side (the exporter shares nodes between
+    them: each table's pooling must come from its own region and metadata)."""
+    modes = ["sum", "mean", "max"]
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bags = torch.nn.ModuleList(torch.nn.EmbeddingBag(10, 4, mode=m) for m in modes)
+
+        def forward(self, x, offsets, indices):
+            return x + sum(bag(indices[k], offsets[k]) for k, bag in enumerate(self.bags))
+
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    x, off, idx = torch.rand(3, 4), [torch.tensor([0, 1, 3])] * 3, [torch.tensor([1, 2, 3, 4])] * 3
+    path = tmp_path / "mixed.onnx"
+    if exporter == "dynamo":
+        b = torch.export.Dim("b", min=1)
+        shapes = ({0: b}, [{0: b}] * 3, [{0: torch.export.Dim(f"n{k}", min=1)} for k in range(3)])
+        torch.onnx.export(model, (x, off, idx), path, dynamo=True, dynamic_shapes=shapes)
+    else:
+        torch.onnx.export(model, (x, off, idx), path, dynamo=False, opset_version=17)
+    imported = import_model(path)
+    assert [bag.table.pooling for bag in imported.bags] == [Pooling.SUM, Pooling.MEAN, Pooling.MAX]
+    feeds = {i.name: v.numpy() for i, v in zip(imported.inputs, [x, *off, *idx])}
+    with torch.inference_mode():
+        want = model(x, off, idx).numpy()
+    np.testing.assert_allclose(run_split(imported, feeds)[0], want, atol=1e-6, rtol=0)
