@@ -8,11 +8,14 @@ row read, which tile, which local row, which bag and which source index it is; r
 on the host (``row_group[r] == -1``, hybrid tables) go to a per-table host list instead (row,
 source position, per-bag offsets) for the CPU kernel.  It is the one implementation of that rule.
 
-:func:`gather_jobs` turns one table's routed reads into kernel jobs.  A *segment* is every tile
-of one table and one column slice stored on one DPU, placed back to back in MRAM so the kernel
-sees them as one tile (``tile_seg`` / ``tile_row_base`` map a tile's local row into its
-segment); a job pools, for one segment, every bag of the batch that reads it (one partial sum
-per bag and segment).  Jobs are appended to a CSR shared by all tables of the batch.
+:func:`count_jobs` + :func:`fill_jobs` turn one table's routed reads into kernel jobs.  A
+*segment* is every tile of one table and one column slice stored on one DPU, placed back to back
+in MRAM so the kernel sees them as one tile (``tile_seg`` / ``tile_row_base`` map a tile's local
+row into its segment); a job pools, for one segment, every bag of the batch that reads it (one
+partial sum per bag and segment).  Jobs go to a CSR shared by all tables of the batch: the count
+step sizes a table's share (per-segment counts in the table's own scratch), so once every table
+is counted each table's place in the CSR is known and tables can be filled in any order, on any
+thread.  :func:`copy_count` + :func:`copy_fill` do the same for a *whole* table without routing.
 """
 import numpy as np
 
@@ -137,10 +140,9 @@ cdef void _check_csr(int64_t n_jobs, int64_t touched, int64_t n_bags, int64_t su
                      bint weighted, int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t[::1] csr_off,
                      int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row) except *:
     """Raise :class:`CapacityError` unless the CSR arrays take ``touched`` more jobs, ``subbags``
-    more sub-bags and ``more`` more indices (the caller grows them and retries); ``bag_row``, like
-    ``csr_off``, needs one slot past the last sub-bag (:func:`gather_jobs` writes it)."""
+    more sub-bags and ``more`` more indices (the caller grows them and retries)."""
     if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
-            or n_bags + subbags + 1 > csr_off.shape[0] or n_bags + subbags + 1 > bag_row.shape[0]
+            or n_bags + subbags + 1 > csr_off.shape[0] or n_bags + subbags > bag_row.shape[0]
             or nnz + more > csr_idx.shape[0] or (weighted and nnz + more > csr_w.shape[0])):
         raise CapacityError("scatter buffers too small")
 
@@ -220,32 +222,18 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
     return int(m), int(hits), int(saved), int(n_host)
 
 
-def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, const int32_t[::1] bag,
-                const int64_t[::1] pos, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
-                int64_t seg_lo, int64_t seg_hi, int64_t row_base,
-                const float[::1] src_weights, int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
-                int64_t[::1] seg_last,
-                int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
-                int64_t[::1] job_seg, int64_t[::1] job_bag_ptr,
-                int64_t n_jobs, int64_t n_bags, int64_t nnz):
-    """Append one table's routed reads (the first ``m`` entries of :func:`route`'s output) to the
-    batch CSR as jobs, one per segment ``seg_lo .. seg_hi-1`` that the batch reads.
-
-    ``seg_subbags`` / ``seg_nnz`` / ``seg_last`` are scratch of ``seg_hi - seg_lo`` entries.
-    Sub-bags of a job keep the batch's bag order; ``bag_row[k]`` = ``row_base + bag`` of
-    sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight
-    (through ``pos``).
-    The CSR arrays continue after ``n_jobs`` jobs, ``n_bags`` sub-bags and ``nnz`` indices; returns
-    the new ``(n_jobs, n_bags, nnz)``.  Raises :class:`CapacityError` if the CSR arrays are too
-    small (the caller grows them and retries).
-    """
-    cdef int64_t n_segs = seg_hi - seg_lo, k, s, js, total_sub = 0, total_nnz = 0, touched = 0, c, n, b, t
-    cdef bint opens
+def count_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] bag, const int32_t[::1] tile_seg,
+               int64_t seg_lo, int64_t seg_hi, int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
+               int64_t[::1] seg_last):
+    """Count one table's routed reads (the first ``m`` entries of :func:`route`'s output) per
+    segment ``seg_lo .. seg_hi-1`` into ``seg_subbags`` / ``seg_nnz`` (scratch of that many
+    entries, kept for :func:`fill_jobs`; ``seg_last`` is scratch too); returns the table's
+    ``(jobs, sub-bags, indices)``."""
+    cdef int64_t n_segs = seg_hi - seg_lo, k, s, subbags = 0, nnz = 0, touched = 0
     if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or seg_last.shape[0] < n_segs:
         raise InvalidInputError("segment scratch arrays are too small")
-    cdef bint weighted = src_weights.shape[0] > 0
-    if weighted and pos.shape[0] < m:
-        raise InvalidInputError("weighted tables need the source position of every read")
+    if tile.shape[0] < m or bag.shape[0] < m:
+        raise InvalidInputError(f"count_jobs needs {m} routed reads")
     with nogil:
         for s in range(n_segs):
             seg_subbags[s] = 0
@@ -257,7 +245,37 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
             seg_subbags[s] += seg_last[s] != bag[k]
             seg_last[s] = bag[k]
             seg_nnz[s] += 1
-        _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
+        _count_totals(seg_subbags, seg_nnz, n_segs, &subbags, &nnz, &touched)
+    return int(touched), int(subbags), int(nnz)
+
+
+def fill_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, const int32_t[::1] bag,
+              const int64_t[::1] pos, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
+              int64_t seg_lo, int64_t seg_hi, int64_t row_base, const float[::1] src_weights,
+              int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t[::1] seg_last,
+              int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
+              int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t n_jobs, int64_t n_bags, int64_t nnz):
+    """Write one table's jobs, counted by :func:`count_jobs` into the same scratch, to the batch
+    CSR from job ``n_jobs``, sub-bag ``n_bags`` and index ``nnz`` on (the cursors the tables
+    before it end at); returns the cursors after it.
+
+    Sub-bags of a job keep the batch's bag order; ``bag_row[k]`` = ``row_base + bag`` of
+    sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight
+    (through ``pos``).  Raises :class:`CapacityError` if the CSR arrays are too small.
+    """
+    cdef int64_t n_segs = seg_hi - seg_lo, k, s, js, total_sub = 0, total_nnz = 0, touched = 0, c, n, b, t
+    cdef int64_t off_sink = 0, row_sink = 0
+    cdef int64_t *off_at
+    cdef int64_t *row_at
+    cdef bint opens
+    cdef bint weighted = src_weights.shape[0] > 0
+    if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or seg_last.shape[0] < n_segs:
+        raise InvalidInputError("segment scratch arrays are too small")
+    if tile.shape[0] < m or local.shape[0] < m or bag.shape[0] < m:
+        raise InvalidInputError(f"fill_jobs needs {m} routed reads")
+    if weighted and pos.shape[0] < m:
+        raise InvalidInputError("weighted tables need the source position of every read")
+    _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
     _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
                csr_idx, csr_w, bag_row)
     cdef int64_t bcur = n_bags + total_sub, icur = nnz + total_nnz
@@ -273,10 +291,13 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
             seg_last[s] = b
             c = seg_subbags[s]
             n = seg_nnz[s]
-            # branch-free: a read that opens no sub-bag stores slot c's own value back (c is then
-            # the segment's next free slot, at most one past the last sub-bag: both arrays have it)
-            csr_off[c] = n if opens else csr_off[c]
-            bag_row[c] = row_base + b if opens else bag_row[c]
+            # branch-free: a read that opens no sub-bag stores slot c's own value back; c is then
+            # the segment's next free slot, which past the table's last sub-bag belongs to the
+            # next table (maybe being filled by another thread): that store goes to a sink
+            off_at = &csr_off[c] if c < bcur else &off_sink
+            row_at = &bag_row[c] if c < bcur else &row_sink
+            off_at[0] = n if opens else off_at[0]
+            row_at[0] = row_base + b if opens else row_at[0]
             seg_subbags[s] = c + opens
             csr_idx[n] = tile_row_base[t] + local[k]
             if weighted:
@@ -286,29 +307,22 @@ def gather_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, co
     return int(js), int(bcur), int(icur)
 
 
-def copy_jobs(const index_t[::1] idx, const index_t[::1] off, const double[::1] replica_cut,
-              const int32_t[::1] replica_tile, const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base,
-              int64_t seg_lo, int64_t seg_hi, int64_t row_base, const float[::1] src_weights,
-              int64_t[::1] rep_first_bag, int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
-              int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
-              int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t n_jobs, int64_t n_bags, int64_t nnz):
-    """:func:`route` + :func:`gather_jobs` for a *whole* table: one row group whose local rows
-    are the table's rows, one column slice, no cache, no host rows. Replica ``j`` (tile
-    ``replica_tile[j]``) serves a contiguous range of bags (the rule's cuts), so the bags are
-    copied to the job of its segment as they are (no row map); replicas sharing a segment share
-    its job, their bags in batch order.
+def copy_count(const index_t[::1] off, const double[::1] replica_cut, const int32_t[::1] replica_tile,
+               const int32_t[::1] tile_seg, int64_t seg_lo, int64_t seg_hi, int64_t[::1] rep_first_bag,
+               int64_t[::1] seg_subbags, int64_t[::1] seg_nnz):
+    """:func:`count_jobs` for a *whole* table: one row group whose local rows are the table's
+    rows, one column slice, no cache, no host rows. Replica ``j`` (tile ``replica_tile[j]``)
+    serves a contiguous range of bags (the rule's cuts), so its bags go to the job of its segment
+    as they are (no row map); replicas sharing a segment share its job, their bags in batch order.
 
-    Segments are ``seg_lo .. seg_hi-1``; ``seg_subbags`` / ``seg_nnz`` are scratch of that many
-    entries, ``rep_first_bag`` of ``len(replica_cut) + 1``. Same CSR arrays and return value as
-    :func:`gather_jobs`; ``src_weights`` (empty: unweighted) are copied along. Raises
-    :class:`CapacityError` if the CSR arrays are too small.
+    ``rep_first_bag`` (``len(replica_cut) + 1`` entries), ``seg_subbags`` / ``seg_nnz``
+    (``seg_hi - seg_lo``) are scratch kept for :func:`copy_fill`; returns ``(jobs, sub-bags,
+    indices)``.
     """
     cdef int64_t n_b = off.shape[0] - 1, n_rep = replica_cut.shape[0], n_segs = seg_hi - seg_lo
-    cdef int64_t j, b, i, s, k, js = n_jobs, bcur = n_bags, icur = nnz, base, touched = 0
-    cdef int64_t total_sub = 0, total_nnz = 0
-    cdef bint weighted = src_weights.shape[0] > 0
+    cdef int64_t j, b, s, touched = 0, subbags = 0, nnz = 0
     if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or rep_first_bag.shape[0] < n_rep + 1:
-        raise InvalidInputError("copy_jobs scratch arrays are too small")
+        raise InvalidInputError("copy_count scratch arrays are too small")
     with nogil:
         # each replica's first bag (the first whose position lies below its cut; the last cut is 1)
         b = 0
@@ -326,10 +340,27 @@ def copy_jobs(const index_t[::1] idx, const index_t[::1] off, const double[::1] 
                 if off[b + 1] > off[b]:
                     seg_subbags[s] += 1
                     seg_nnz[s] += off[b + 1] - off[b]
-        _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
+        _count_totals(seg_subbags, seg_nnz, n_segs, &subbags, &nnz, &touched)
+    return int(touched), int(subbags), int(nnz)
+
+
+def copy_fill(const index_t[::1] idx, const index_t[::1] off, const int32_t[::1] replica_tile,
+              const int32_t[::1] tile_seg, const int32_t[::1] tile_row_base, int64_t seg_lo, int64_t seg_hi,
+              int64_t row_base, const float[::1] src_weights, const int64_t[::1] rep_first_bag,
+              int64_t[::1] seg_subbags, int64_t[::1] seg_nnz,
+              int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row,
+              int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t n_jobs, int64_t n_bags, int64_t nnz):
+    """:func:`fill_jobs` for a whole table counted by :func:`copy_count` (same scratch);
+    ``src_weights`` (empty: unweighted) are copied along."""
+    cdef int64_t n_rep = replica_tile.shape[0], n_segs = seg_hi - seg_lo
+    cdef int64_t j, b, i, s, k, js, base, touched = 0, total_sub = 0, total_nnz = 0
+    cdef bint weighted = src_weights.shape[0] > 0
+    if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or rep_first_bag.shape[0] < n_rep + 1:
+        raise InvalidInputError("copy_fill scratch arrays are too small")
+    _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
     _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
                csr_idx, csr_w, bag_row)
-    bcur, icur = n_bags + total_sub, nnz + total_nnz
+    cdef int64_t bcur = n_bags + total_sub, icur = nnz + total_nnz
     with nogil:
         js = _open_jobs(seg_subbags, seg_nnz, n_segs, seg_lo, job_seg, job_bag_ptr, n_jobs, n_bags, nnz)
         for j in range(n_rep):

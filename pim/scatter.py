@@ -2,20 +2,22 @@
 
 :class:`BatchScatter` drives the Cython loops of :mod:`updlrm.pim._scatter` table by table:
 whole tables (one group, one slice) have their bag ranges copied to their replicas
-(``copy_jobs``); the other tables are routed by the plan's rule (``route``: cache substitution,
-row group, replica by bag range, column slices; host-resident rows of hybrid tables go to a
-per-table host list) and their reads gathered into jobs (``gather_jobs``), one per *segment* —
-all tiles of one table and column slice on one DPU, stored back to back so the kernel sees one
-tile — pooling every bag that reads the segment (a partial sum).
+(``copy_count`` / ``copy_fill``); the other tables are routed by the plan's rule (``route``:
+cache substitution, row group, replica by bag range, column slices; host-resident rows of
+hybrid tables go to a per-table host list) and their reads gathered into jobs (``count_jobs`` /
+``fill_jobs``), one per *segment* — all tiles of one table and column slice on one DPU, stored
+back to back so the kernel sees one tile — pooling every bag that reads the segment (a partial
+sum).
 
-With ``threads=2`` a worker thread routes the next row-mapped tables while the calling thread
-gathers (both loops release the GIL); jobs are appended in table order either way, so the
-result does not depend on the thread count.
+Two passes over the tables: count (route and size every table's share of the batch CSR), then,
+once every table's place in the CSR is known, fill. With ``threads=2`` a worker thread takes
+tables of each pass alongside the calling thread (the loops release the GIL); jobs land in table
+order either way, so the result does not depend on the thread count.
 """
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -108,7 +110,7 @@ class BatchScatter:
     Args:
         plan: the plan whose PIM tables are scattered.
         tables: the tables, in the plan's order (their dims and weighting matter here).
-        threads: 1 (all in the calling thread) or 2 (routing in a worker thread, see the module).
+        threads: 1 (all in the calling thread) or 2 (a worker thread shares each pass, see the module).
     """
 
     def __init__(self, plan: Plan, tables: Sequence[EmbeddingTable], *, threads: int = 2) -> None:
@@ -126,6 +128,7 @@ class BatchScatter:
         # with one dim for every PIM table, table k's bags are rows k*B .. k*B+B-1 of a [T*B, dim]
         # output (views, no copy); otherwise one [B, sum(dims)] output
         self.stacked = len({self.tables[t].dim for t in self.pim}) <= 1
+        self._rank = {t: k for k, t in enumerate(self.pim)}
         self._buffers: dict[str, np.ndarray] = {}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="updlrm-scatter") if threads == 2 else None
 
@@ -158,59 +161,92 @@ class BatchScatter:
                 self._buffer(f"host_pos{t}", n_idx, np.int64) if weighted else no_pos)
         return routed, host, route.route(batch.indices[t], batch.offsets[t], routed, host)
 
+    def _each(self, fn, items: Sequence[int]) -> None:
+        """``fn(item)`` for every item, shared by this thread and the worker (if any)."""
+        todo = iter(items)   # next() on one iterator from two threads is safe under the GIL
+
+        def drain() -> None:
+            for item in todo:
+                fn(item)
+
+        if self._worker is None or len(items) < 2:
+            drain()
+            return
+        helper = self._worker.submit(drain)
+        try:
+            drain()
+        finally:
+            error = helper.exception()   # wait: the batch's buffers must not change under it
+        if error is not None:
+            raise error
+
     def __call__(self, batch: SparseBatch) -> Jobs:
-        plan, segs, B = self.plan, self.segs, batch.batch_size
-        mapped_tables = [t for t in self.pim if t not in self.whole]
-        routing: dict[int, Future] = {}
-        if self._worker is not None and len(mapped_tables) > 1:
-            # the worker routes in table order while this thread gathers the tables it has done
-            routing = {t: self._worker.submit(self._route, t, batch) for t in mapped_tables}
+        segs, B = self.segs, batch.batch_size
         nnz_cap = sum(batch.indices[t].size * self.routes[t].n_slices for t in self.pim)
         bags_cap = nnz_cap   # a sub-bag holds at least one read
         weighted = any(self.tables[t].weighted for t in self.pim)
-        n_segs_max = max(segs.hi[t] - segs.lo[t] for t in self.pim)
-        scratch = [self._buffer(f"seg{k}", n_segs_max, np.int64) for k in range(3)]
-        rep_first = self._buffer("rep_first", max((len(v) for v in self.whole.values()), default=0) + 1, np.int64)
         off = self._buffer("off", bags_cap + 1, np.int64)
         idx = self._buffer("idx", nnz_cap, np.int32)
-        w = self._buffer("w", nnz_cap, np.float32) if weighted else None
-        bag_row = self._buffer("bag_row", bags_cap + 1, np.int64)
+        w = self._buffer("w", nnz_cap, np.float32) if weighted else np.zeros(0, np.float32)
+        bag_row = self._buffer("bag_row", bags_cap, np.int64)
         seg = self._buffer("job_seg", len(segs), np.int64)
         bag_ptr = self._buffer("job_bag_ptr", len(segs) + 1, np.int64)
         bag_ptr[0] = 0
         off[0] = 0
+        counted: dict[int, tuple] = {}
+        no_w = np.zeros(0, np.float32)
+
+        def scratch(t: int) -> list[np.ndarray]:
+            n_segs = segs.hi[t] - segs.lo[t]
+            return [self._buffer(f"seg{k}_{t}", n_segs, np.int64) for k in range(3)]
+
+        def count(t: int) -> None:
+            if t in self.whole:
+                rep_first = self._buffer(f"rep_first{t}", len(self.whole[t]) + 1, np.int64)
+                sizes = _scatter.copy_count(batch.offsets[t], self.routes[t].replica_cut, self.whole[t],
+                                            segs.tile_seg, segs.lo[t], segs.hi[t], rep_first, *scratch(t)[:2])
+                counted[t] = (sizes, rep_first)
+            else:
+                reads, host_out, routed = self._route(t, batch)
+                sizes = _scatter.count_jobs(routed[0], reads[0], reads[2], segs.tile_seg, segs.lo[t], segs.hi[t],
+                                            *scratch(t))
+                counted[t] = (sizes, reads, host_out, routed)
+
+        def fill(t: int) -> None:
+            src_w = batch.weights[t] if self.tables[t].weighted else no_w
+            row_base = self._rank[t] * B if self.stacked else 0
+            csr = (off, idx, w, bag_row, seg, bag_ptr, *starts[t])
+            if t in self.whole:
+                _scatter.copy_fill(batch.indices[t], batch.offsets[t], self.whole[t], segs.tile_seg,
+                                   segs.tile_row_base, segs.lo[t], segs.hi[t], row_base, src_w, counted[t][1],
+                                   *scratch(t)[:2], *csr)
+            else:
+                reads, m = counted[t][1], counted[t][3][0]
+                _scatter.fill_jobs(m, *reads, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t], row_base,
+                                   src_w, *scratch(t), *csr)
+
+        # the biggest tables first, so that the two threads end together
+        order = sorted(self.pim, key=lambda t: -batch.indices[t].size * self.routes[t].n_slices)
+        self._each(count, order)
+        starts: dict[int, tuple[int, int, int]] = {}
         n_jobs = n_bags = nnz = 0
         n_routed = copied = hits = saved = 0
-        empty_w = np.zeros(0, np.float32)
         host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        try:
-            for k, t in enumerate(self.pim):
-                weighted_t = self.tables[t].weighted
-                src_w = batch.weights[t] if weighted_t else empty_w
-                row_base = k * B if self.stacked else 0
-                if t in self.whole:
-                    copied += batch.indices[t].size
-                    n_jobs, n_bags, nnz = _scatter.copy_jobs(
-                        batch.indices[t], batch.offsets[t], self.routes[t].replica_cut, self.whole[t],
-                        segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t], row_base, src_w, rep_first,
-                        *scratch[:2], off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr,
-                        n_jobs, n_bags, nnz)
-                    continue
-                reads, host_out, (m, h, sv, n_host) = (routing.pop(t).result() if t in routing
-                                                       else self._route(t, batch))
-                if t in self.hybrid:
-                    # the host lists live until the batch completes (the CPU kernel reads them)
-                    host[t] = (host_out[0][:n_host], host_out[1][:B + 1],
-                               batch.weights[t][host_out[2][:n_host]] if weighted_t else None)
-                hits += h
-                saved += sv * self.routes[t].n_slices
-                n_routed += m
-                n_jobs, n_bags, nnz = _scatter.gather_jobs(
-                    m, *reads, segs.tile_seg, segs.tile_row_base, segs.lo[t], segs.hi[t], row_base, src_w,
-                    *scratch, off, idx, w if w is not None else empty_w, bag_row, seg, bag_ptr, n_jobs, n_bags, nnz)
-        finally:
-            for pending in routing.values():   # an error above: let the worker finish before buffers are reused
-                pending.cancel() or pending.exception()
-        return Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz],
-                    None if w is None else w[:nnz], bag_row[:n_bags], n_routed, copied, hits, saved, host)
-
+        for t in self.pim:   # jobs in table order, whoever fills them
+            starts[t] = (n_jobs, n_bags, nnz)
+            sizes = counted[t][0]
+            n_jobs, n_bags, nnz = n_jobs + sizes[0], n_bags + sizes[1], nnz + sizes[2]
+            if t in self.whole:
+                copied += batch.indices[t].size
+                continue
+            host_out, (m, h, sv, n_host) = counted[t][2], counted[t][3]
+            n_routed += m
+            hits += h
+            saved += sv * self.routes[t].n_slices
+            if t in self.hybrid:
+                # the host lists live until the batch completes (the CPU kernel reads them)
+                host[t] = (host_out[0][:n_host], host_out[1][:B + 1],
+                           batch.weights[t][host_out[2][:n_host]] if self.tables[t].weighted else None)
+        self._each(fill, order)
+        return Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz], w[:nnz] if weighted else None,
+                    bag_row[:n_bags], n_routed, copied, hits, saved, host)
