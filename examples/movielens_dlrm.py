@@ -8,8 +8,8 @@ What it does, as a user would:
    click; user, item, gender, occupation, age bucket, the item's genres and the user's rating
    history as embedding bags; the last 10 ratings of each user held out). Without ``--data`` the
    data comes from RecBole's wheel on PyPI (downloaded once with pip, hash-checked, cached);
-2. trains a small DLRM with PyTorch on the CPU (one mean ``nn.EmbeddingBag`` per feature; genres
-   and history are multi-hot);
+2. trains a small DLRM with PyTorch on the CPU (one ``nn.EmbeddingBag`` per feature: sum over
+   the one-hot ones, mean over the multi-hot genres and history);
 3. exports it twice, with the TorchScript exporter (``dynamo=False``, opset 17) and the dynamo
    exporter (``dynamo=True``), both with a dynamic batch and dynamic bag lengths;
 4. loads each file with ``updlrm.load`` (CPU backend), scores the held-out split with
@@ -43,6 +43,9 @@ from criteo_dlrm import mlp
 AUC_TOLERANCE = 1e-6
 
 
+MULTI_HOT = ("genres", "history")
+
+
 class MovieLensDLRM(nn.Module):
     """Bottom MLP over the dense features, one EmbeddingBag per table, dot interaction, top MLP."""
 
@@ -50,10 +53,9 @@ class MovieLensDLRM(nn.Module):
                  dim: int = 16) -> None:
         super().__init__()
         self.bot = mlp([num_dense, 32, dim], nn.ReLU())
-        # Mean for every table: the multi-hot bags (genres, history) want it, and on the one-hot
-        # bags it equals sum. Mixing sum and mean tables would be the natural choice, but updlrm's
-        # importer rejects such dynamo exports (fx metadata on a node the regions share).
-        self.emb = nn.ModuleList(nn.EmbeddingBag(n, dim, mode="mean") for n in rows)
+        # mean over the multi-hot bags (a long history must not outweigh the one-hot features)
+        self.emb = nn.ModuleList(nn.EmbeddingBag(n, dim, mode="mean" if name in MULTI_HOT else "sum")
+                                 for name, n in zip(tables, rows))
         for e in self.emb:
             nn.init.normal_(e.weight, 0.0, 0.05)
         t = len(rows) + 1
