@@ -142,9 +142,13 @@ def main() -> None:
             libdpu = updlrm.pim.backend_info().libdpu
             plan = pim.backend.plan
             on_dpus = sum(tp.placement == "pim" for tp in plan.tables)
+            modelled = pim.stats().backend.modelled_s
         pim_diff = float(np.abs(pim_scores - scores[:n_pim]).max())
-        print(f"updlrm (pim backend, libdpu {libdpu}, {args.pim_dpus} DPUs, "
-              f"level {plan.level}, {on_dpus} of 26 tables on DPUs): {n_pim:,} samples in {elapsed:.2f} s (measured)")
+        print(f"updlrm (pim backend, libdpu {libdpu}, {args.pim_dpus} DPUs, level {plan.level}, "
+              f"{on_dpus} of 26 tables on DPUs): {n_pim:,} samples in {elapsed:.2f} s measured on this host"
+              + (" (the emulator's speed, not UPMEM's)" if libdpu == "emulator" else ""))
+        if modelled:
+            print("  MODELLED UPMEM seconds: " + ", ".join(f"{k} {v:.4f}" for k, v in modelled.items()))
         print(f"max |pim - cpu| = {pim_diff:.2e} over {n_pim:,} scores")
         if pim_diff > 1e-5:
             raise SystemExit("PIM scores differ from the CPU backend's by more than 1e-5")
