@@ -54,7 +54,7 @@ def test_profile_equals_direct_counts(max_samples, batch_size):
         assert got[(a, b)] == most == sum(1 for bag in bags if a in bag and b in bag)
 
 
-def test_sources_of_every_kind_give_the_same_profile(tmp_path):
+def test_sources_of_every_kind_give_the_same_profile():
     source = synthetic_source(1_000)
     batches = [source.sparse.slice(s, min(s + 300, 1_000)) for s in range(0, 1_000, 300)]
     reference = extract_profile(source, ROWS, batch_size=300, max_samples=800, **EXACT)
