@@ -115,8 +115,10 @@ class DenseGraph:
         try:
             return ort.InferenceSession(self.model_bytes(), opts, providers=providers)
         except Exception as exc:  # onnxruntime's own error types
-            # Only a failure to find the external data is worth the file route.
-            if not self._external_locations() or "external" not in str(exc).lower():
+            # Only a failure to find the external data is worth the file route (onnxruntime
+            # before ~1.20 ignores the folder key and reports the data file as missing).
+            locations, message = self._external_locations(), str(exc)
+            if not locations or ("external" not in message.lower() and not any(loc in message for loc in locations)):
                 raise
             return ort.InferenceSession(str(self.save()), opts, providers=providers)
 

@@ -332,3 +332,15 @@ def run_split(imported, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         outs = sess.run(graph.outputs, {name: values[name] for name in graph.inputs})
         values.update(zip(graph.outputs, outs))
     return [values[name] for name in imported.output_names]
+
+
+#: IR version of hand-made test models: what torch's exporters write and every supported
+#: onnxruntime reads (onnx 1.23's default, 14, needs onnxruntime >= 1.23).
+TEST_IR_VERSION = 10
+
+
+def make_onnx_model(graph, opset: int = 17, **kwargs):
+    """``onnx.helper.make_model`` for hand-made test graphs, at :data:`TEST_IR_VERSION`."""
+    from onnx import helper
+    opsets = [helper.make_opsetid("", opset)] + kwargs.pop("extra_opsets", [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=TEST_IR_VERSION, **kwargs)

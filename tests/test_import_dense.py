@@ -11,7 +11,7 @@ from torch import nn
 
 from updlrm.onnx_import import import_model
 
-from dlrm_models import run_split, sample_inputs
+from dlrm_models import make_onnx_model, run_split, sample_inputs
 
 ROWS = 50
 
@@ -156,7 +156,7 @@ def test_fp16_model_gets_float32_bags(tmp_path):
         initializer=[onnx.numpy_helper.from_array(table, "T"),
                      helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
     path = tmp_path / "half.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(make_onnx_model(graph), str(path))
     imported = import_model(path, verify=True)
     (bag,) = imported.bags
     assert bag.table.weight.dtype == np.float16

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from updlrm import InvalidInputError, ModelImportError
 from updlrm.onnx_import import import_model
 
-from dlrm_models import sample_inputs
+from dlrm_models import make_onnx_model, sample_inputs
 
 ROWS, DIM = 20, 4
 
@@ -22,8 +22,7 @@ def _table(name: str = "T", dtype=TensorProto.FLOAT) -> onnx.TensorProto:
 
 def _save(tmp_path, nodes, inputs, outputs, inits, opset: int = 17):
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid("ai.updlrm", 1)])
+    model = make_onnx_model(graph, opset, extra_opsets=[helper.make_opsetid("ai.updlrm", 1)])
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     return path
@@ -200,6 +199,6 @@ def test_stale_value_info_is_ignored(tmp_path):
     graph = helper.make_graph(nodes, "g", [IDX2D], [OUT], initializer=[_table(), AXES1],
                               value_info=[helper.make_tensor_value_info("T", TensorProto.FLOAT, [99, DIM])])
     path = tmp_path / "stale.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(make_onnx_model(graph), str(path))
     imported = import_model(path, verify=True)
     assert [b.output for b in imported.bags] == ["bag"] and imported.dense_post.inputs == ["bag"]

@@ -12,6 +12,8 @@ from onnx import TensorProto, helper
 from updlrm import ModelImportError, Pooling
 from updlrm.onnx_import import import_model
 
+from dlrm_models import make_onnx_model
+
 DIM = 8
 
 
@@ -50,7 +52,7 @@ def _emb_sum_model(tables: list[TensorProto], dense_w: TensorProto, bag_len: int
     nodes.append(helper.make_node("MatMul", ["cat", dense_w.name], ["out"]))
     graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 1])],
                               initializer=tables + [dense_w, axes])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return make_onnx_model(graph)
 
 
 def test_tables_are_memmaps_of_shared_and_per_tensor_files(tmp_path, monkeypatch):
