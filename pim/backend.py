@@ -103,7 +103,8 @@ class PimBackend:
         value_mode: ``"f32"`` (exact fp32), ``"i32"`` or ``"i8"`` (fixed point, per-segment
             scale, dequantised on the host).
         dpu_profile: libdpu's profile string for the allocation.
-        planner_config: full :class:`PlannerConfig` (its ``nr_dpus`` and ``level`` win).
+        planner_config: full :class:`PlannerConfig` (its ``nr_dpus`` and ``level`` win; an
+            ``nr_dpus`` given as well must agree with it).
         cpu_threads: threads of the CPU backend that pools the CPU-resident tables.
         scatter_threads: threads of the host scatter (1 or 2; see :mod:`updlrm.pim.scatter`).
         i32_headroom: rows an ``i32`` bag may sum without overflowing int32 (sets the scale).
@@ -125,6 +126,10 @@ class PimBackend:
             raise InvalidInputError(f"value_mode must be one of {sorted(VALUE_MODES)}, got {value_mode!r}")
         if nr_dpus is not None and nr_dpus < 1:
             raise InvalidInputError(f"nr_dpus must be >= 1, got {nr_dpus}")
+        if nr_dpus is not None and planner_config is not None and planner_config.nr_dpus != nr_dpus:
+            # the config would win silently: 2,560 planned DPUs instead of a few emulated ones
+            raise InvalidInputError(f"nr_dpus={nr_dpus} but planner_config.nr_dpus={planner_config.nr_dpus}; "
+                                    "give one of them")
         self.level = Level(level)
         self.value_mode = value_mode
         self.dpu_profile = dpu_profile

@@ -330,6 +330,8 @@ def test_plan_save_load_and_mismatch(tmp_path, tables, profile, cpu, cpu_abs):
         PimBackend(plan=tmp_path / "plan.json").load(other)
     with pytest.raises(InvalidInputError, match="plan is for 16 DPUs"):
         PimBackend(plan=tmp_path / "plan.json", nr_dpus=8).load(tables)
+    with pytest.raises(InvalidInputError, match="nr_dpus=8 but planner_config.nr_dpus=16"):
+        PimBackend(nr_dpus=8, planner_config=config("cache"))
 
 
 def reference_route(tp, indices, offsets):
