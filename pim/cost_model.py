@@ -10,10 +10,11 @@ Per batch::
   (``alpha + beta * bytes`` cycles each); a tasklet issues at most one instruction every 11 cycles,
   so below 11 active tasklets the issue rate drops to ``active / 11`` per cycle; fp32 adds are
   soft-float (~71 instructions), int32 adds ~6.
-* ``T_scatter`` / ``T_reduce``: host work (Cython scatter: per lookup routed — row-mapped or copied
-  whole to one tile — plus per partial sum created; C reduction per pulled byte); their rates are
-  parameters, by default MEASURED on this project's 2-vCPU VM with the backend's own code
-  (``benchmarks/eval_pim_e2e.py --calibrate-host``).
+* ``T_scatter`` / ``T_reduce``: host work (Cython scatter: per read routed — one per index and
+  column slice of a table that is not whole — per index of a whole table copied to one tile, per
+  partial sum created; C reduction per pulled byte); their rates are parameters, by default
+  MEASURED on this project's 2-vCPU VM with the backend's own code (``benchmarks/bench_scatter.py``,
+  ``benchmarks/eval_pim_e2e.py --calibrate-host``).
 
 Every constant carries its published source (``shared/reference/upmem.md`` section and its
 confidence tag: [V] read in a stored source, [S] secondary source, [R] recalled from the PrIM paper,
@@ -76,15 +77,17 @@ PRIM_RANK_BYTES_PER_DPU = 32e6
 # command round trip on the LIGHT server (0.09 ms, results/direct_1.txt [V]).
 DEFAULT_LAUNCH_S = 0.1e-3
 
-# ---- host-side work: MEASURED on this project's 2-vCPU VM with the backend's own Cython/C code
-# (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables capped at 50k rows, B=4096, 20-80
-# indices per bag, 64 emulated DPUs, six plans, each call timed on its own, median of 5) --------- #
-DEFAULT_SCATTER_S_PER_READ = 9.4e-9      # route + job gathering of one read (index x column slice) of a routed table
-DEFAULT_SCATTER_S_PER_PARTIAL = 16.7e-9  # per partial sum of a row-mapped table (least squares with the
-                                         # line above over the six plans; within 28% of each)
-DEFAULT_COPY_S_PER_LOOKUP = 0.45e-9      # whole table: a replica's bag range copied (copy_jobs), per index
-DEFAULT_REDUCE_BYTES_PER_S = 14.4e9      # C reduction of pulled partial sums, median of the six plans
-                                         # (the emulator's pull is not included)
+# ---- host-side work: MEASURED on this project's 2-vCPU VM with the backend's own Cython code
+# (benchmarks/bench_scatter.py: BatchScatter on two threads, plans for the Criteo Kaggle
+# cardinalities uncapped and capped at 2 M and 50k rows, 2,560 DPUs, uniform and popularity,
+# every table on the DPUs, B=4096, 20-80 power-law indices per bag, median of 9; least squares
+# over the six plans, each within 4%) --------------------------------------------------------- #
+DEFAULT_SCATTER_S_PER_READ = 5.72e-9     # route + job gathering of one read (index x column slice) of a routed table
+DEFAULT_SCATTER_S_PER_PARTIAL = 2.0e-9   # per partial sum (sub-bag) of a routed table
+DEFAULT_COPY_S_PER_LOOKUP = 0.44e-9      # whole table: a replica's bag range copied (copy_count/copy_fill), per index
+# C reduction of pulled partial sums (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables
+# capped at 50k rows, 64 emulated DPUs, six plans, median; the emulator's pull is not included)
+DEFAULT_REDUCE_BYTES_PER_S = 14.4e9
 # CPU-only baseline: torch F.embedding_bag, 2 threads, dim 64, B=4096, L=32: 40 M lookups/s
 # (reference/baselines.md headline table, measured on this project's 2-vCPU VM).
 DEFAULT_CPU_LOOKUPS_PER_S = 40e6
