@@ -2,13 +2,14 @@
 
 ``updlrm.load("model.onnx")`` imports a DLRM exported to ONNX and returns a :class:`Session`.
 """
-from .errors import CapacityError, InvalidInputError, ModelImportError, UpdlrmError
+from .errors import CapacityError, DatasetError, InvalidInputError, ModelImportError, UpdlrmError
 from .tables import EmbeddingTable, Pooling
 from .sparse import SparseBatch
 from .session import Session, load
 
 __all__ = [
     "CapacityError",
+    "DatasetError",
     "EmbeddingTable",
     "InvalidInputError",
     "ModelImportError",

@@ -21,3 +21,7 @@ class ModelImportError(UpdlrmError):
 
 class CapacityError(UpdlrmError):
     """A table or plan does not fit the memory it was given (says which and by how much)."""
+
+
+class DatasetError(UpdlrmError):
+    """A dataset cannot be fetched, or what was fetched is not what was expected."""

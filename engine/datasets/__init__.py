@@ -1,7 +1,8 @@
 """Data in: sample sources for batch scoring, dataset readers and synthetic request generators."""
 from .chunk import SampleChunk
 from .criteo import CriteoReader, CriteoTsvSamples
-from .movielens import DatasetError, MovieLensCTR, load_movielens_100k
+from ..errors import DatasetError
+from .movielens import MovieLensCTR, load_movielens_100k
 from .sources import ArraySamples, open_samples
 
 __all__ = ["ArraySamples", "CriteoReader", "CriteoTsvSamples", "DatasetError", "MovieLensCTR", "SampleChunk",

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, UpdlrmError
+from ..errors import DatasetError, InvalidInputError
 from ..sparse import SparseBatch
 from .sources import ArraySamples
 
@@ -65,10 +65,6 @@ _HOW_TO_PROVIDE = (
     f"and pass DIR/{WHEEL_NAME} as `source` (examples: --data), or copy it into the cache folder "
     "{cache}; or pass a folder holding ml-100k.inter, ml-100k.user and ml-100k.item in RecBole's "
     "atomic-file format.")
-
-
-class DatasetError(UpdlrmError):
-    """A dataset cannot be fetched, or what was fetched is not what was expected."""
 
 
 @dataclass(frozen=True)
