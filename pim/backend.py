@@ -294,7 +294,7 @@ class PimBackend:
         bags = np.bincount(first_tile, weights=jobs.n_bags, minlength=len(plan.tiles))
         work = plan.work_from_tile_counts(reads, bags, host_routed_reads=jobs.reads_routed,
                                           cpu_lookup_units=self._units(batch, self._cpu) + self._host_units(jobs),
-                                          host_copy_lookups=jobs.lookups_copied,
+                                          host_copy_lookups=jobs.lookups_copied, host_row_lookups=jobs.lookups_to_host,
                                           host_add_bytes=plan.host_add_bytes(batch.batch_size))
         on_dpus = self.cost.stages(work).total
         return self.cost.cpu.seconds_units(self._units(batch, self._pim + self._cpu)) < on_dpus
@@ -474,6 +474,7 @@ class PimBackend:
             value_mode=_PLAN_VALUE_MODE[self.value_mode], host_routed_reads=jobs.reads_routed, launches=launches,
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
+        work.host_row_lookups = jobs.lookups_to_host
         work.host_partials = float(jobs.n_bags[~np.isin(self._segs.table[jobs.seg], list(self._whole))].sum())
         work.cpu_lookup_units = self._units(batch, self._cpu) + self._host_units(jobs)
         if self._hybrid:

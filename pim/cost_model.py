@@ -79,12 +79,13 @@ DEFAULT_LAUNCH_S = 0.1e-3
 
 # ---- host-side work: MEASURED on this project's 2-vCPU VM with the backend's own Cython code
 # (benchmarks/bench_scatter.py: BatchScatter on two threads, plans for the Criteo Kaggle
-# cardinalities uncapped and capped at 2 M and 50k rows, 2,560 DPUs, uniform and popularity,
-# every table on the DPUs, B=4096, 20-80 power-law indices per bag, median of 9; least squares
-# over the six plans, each within 4%) --------------------------------------------------------- #
-DEFAULT_SCATTER_S_PER_READ = 5.72e-9     # route + job gathering of one read (index x column slice) of a routed table
-DEFAULT_SCATTER_S_PER_PARTIAL = 2.0e-9   # per partial sum (sub-bag) of a routed table
-DEFAULT_COPY_S_PER_LOOKUP = 0.44e-9      # whole table: a replica's bag range copied (copy_count/copy_fill), per index
+# cardinalities uncapped and capped at 2 M and 50k rows, 2,560 DPUs, uniform and popularity with
+# every table on the DPUs plus the planner's own hybrid popularity plans, B=4096, 20-80 power-law
+# indices per bag, median of 9; least squares over the eight plans, each within 6%) ----------- #
+DEFAULT_SCATTER_S_PER_READ = 5.39e-9      # route + job gathering of one read (index x column slice) of a routed table
+DEFAULT_SCATTER_S_PER_PARTIAL = 2.44e-9   # per partial sum (sub-bag) of a routed table
+DEFAULT_SCATTER_S_PER_HOST_ROW = 5.56e-9  # per index of a hybrid table routed to the host (cold row)
+DEFAULT_COPY_S_PER_LOOKUP = 0.44e-9       # whole table: a replica's bag range copied (copy_count/copy_fill), per index
 # C reduction of pulled partial sums (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables
 # capped at 50k rows, 64 emulated DPUs, six plans, median; the emulator's pull is not included)
 DEFAULT_REDUCE_BYTES_PER_S = 14.4e9
@@ -205,6 +206,7 @@ class BatchWork:
     launches: int = 1
     host_routed_reads: int = 0  # reads the host routes one by one (per index and column slice; tables not whole)
     host_copy_lookups: int = 0  # indices of whole tables: their bags are copied to one tile as they are
+    host_row_lookups: float = 0.0  # indices of hybrid tables routed to the host (their cold rows)
     host_partials: float = 0.0  # partial sums (sub-bags of kernel jobs) the scatter of routed tables creates
     host_reduce_bytes: float | None = None   # bytes the host reduces (default: sum of pull_bytes)
     cpu_lookup_units: float = 0.0  # lookups x (dim / ref_dim) done by the CPU for CPU-resident tables
@@ -310,6 +312,7 @@ class CostModel:
     scatter_s_per_read: float = DEFAULT_SCATTER_S_PER_READ
     copy_s_per_lookup: float = DEFAULT_COPY_S_PER_LOOKUP
     scatter_s_per_partial: float = DEFAULT_SCATTER_S_PER_PARTIAL
+    scatter_s_per_host_row: float = DEFAULT_SCATTER_S_PER_HOST_ROW
     reduce_bytes_per_s: float = DEFAULT_REDUCE_BYTES_PER_S
     cpu: CpuModel = field(default_factory=CpuModel)
 
@@ -380,7 +383,8 @@ class CostModel:
         reduce_bytes = work.host_reduce_bytes if work.host_reduce_bytes is not None else float(work.pull_bytes.sum())
         return StageTimes(
             scatter=(work.host_routed_reads * self.scatter_s_per_read + work.host_copy_lookups * self.copy_s_per_lookup
-                     + work.host_partials * self.scatter_s_per_partial),
+                     + work.host_partials * self.scatter_s_per_partial
+                     + work.host_row_lookups * self.scatter_s_per_host_row),
             h2d=h2d,
             launch=work.launches * self.launch_s,
             kernel=float(per_dpu.max()),

@@ -704,6 +704,8 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
                                        a.host_lookups * a.spec.dim / cfg.cost.cpu.ref_dim
                                        for t, a in enumerate(accesses) if t not in on_cpu),
                                    "expected_all_units": sum(units), "expected_lookups_pim": 0.0,
+                                   "expected_host_row_lookups": sum(a.host_lookups for t, a in enumerate(accesses)
+                                                                    if t not in on_cpu),
                                    "expected_lookups": [a.lookups for a in accesses]})
     if not pim:
         plan.predicted = cfg.cost.stages(plan.expected_work()).as_dict()
@@ -1015,7 +1017,9 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
         on_dpus = [t for t in range(len(accesses)) if t not in cpu_set]
         copied = sum(accesses[t].lookups for t in on_dpus if plan.is_whole(t))
         units = sum(a.lookups * a.spec.dim / ref for t, a in enumerate(accesses) if t in cpu_set)
+        host_rows = sum(accesses[t].host_lookups for t in on_dpus)
         work = plan.work_from_tile_counts(reads * keep, bags * keep, host_routed_reads=int((reads * keep)[routed].sum()),
+                                          host_row_lookups=host_rows,
                                           cpu_lookup_units=units, host_copy_lookups=int(copied))
         return cfg.cost.stages(work).total
 

@@ -357,7 +357,7 @@ class Plan:
         return np.array([not whole[tile.table] for tile in self.tiles], bool)
 
     def work_from_tile_counts(self, reads: np.ndarray, bags: np.ndarray, *, host_routed_reads: int,
-                              cpu_lookup_units: float, host_copy_lookups: int = 0,
+                              cpu_lookup_units: float, host_copy_lookups: int = 0, host_row_lookups: float = 0.0,
                               host_add_bytes: float = 0.0) -> BatchWork:
         """Per-DPU :class:`BatchWork` from per-tile rows read and partial sums written.
         ``cpu_lookup_units`` counts the CPU-resident tables and the host rows of hybrid tables;
@@ -383,6 +383,7 @@ class Plan:
             work.pull_bytes = acc(bags * stride)
         work.host_routed_reads = host_routed_reads
         work.host_copy_lookups = host_copy_lookups
+        work.host_row_lookups = host_row_lookups
         work.host_partials = float(np.sum(np.asarray(bags, np.float64)[self.routed_tiles()]))
         work.cpu_lookup_units = cpu_lookup_units
         if host_add_bytes:
@@ -402,7 +403,7 @@ class Plan:
         nt = len(self.tables)
         reads = np.zeros(len(self.tiles))
         bags = np.zeros(len(self.tiles))
-        routed = copied = 0
+        routed = copied = host_rows = 0
         cpu_units = 0.0
         stats = {"reads": 0, "reads_saved": 0, "cache_hits": 0}
         for t in range(nt):
@@ -417,6 +418,7 @@ class Plan:
             else:
                 routed += len(r.tile)
             cpu_units += len(r.host_rows) * tp.spec.dim / ref_dim
+            host_rows += len(r.host_rows)
             reads += np.bincount(r.tile, minlength=len(self.tiles))
             pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
             bags += np.bincount(pairs // (len(offsets[t]) + 1), minlength=len(self.tiles))
@@ -424,6 +426,7 @@ class Plan:
             stats["reads_saved"] += r.reads_saved
             stats["cache_hits"] += r.cache_hits
         return self.work_from_tile_counts(reads, bags, host_routed_reads=routed, cpu_lookup_units=cpu_units,
+                                          host_row_lookups=host_rows,
                                           host_copy_lookups=copied,
                                           host_add_bytes=self.host_add_bytes(len(offsets[0]) - 1 if nt else 0)), stats
 
@@ -436,6 +439,7 @@ class Plan:
         cpu_units = float(self.notes.get("expected_cpu_units", 0.0))
         return self.work_from_tile_counts(reads, bags, host_routed_reads=int(reads[self.routed_tiles()].sum()),
                                           cpu_lookup_units=cpu_units,
+                                          host_row_lookups=float(self.notes.get("expected_host_row_lookups", 0.0)),
                                           host_copy_lookups=int(copied), host_add_bytes=self.host_add_bytes(self.batch_size))
 
     def predict(self, cost: CostModel | None = None) -> StageTimes:
