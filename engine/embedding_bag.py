@@ -9,6 +9,8 @@ per-sample weights multiply rows before pooling, and an empty bag gives zeros in
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,14 +39,32 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0))
 
 
+#: Per thread, the buffer of the last outputs :func:`allocate_outputs` made.
+_last_outputs = threading.local()
+
+
+def _output_buffer(floats: int) -> np.ndarray:
+    """A float32 buffer of at least ``floats`` entries: the last one this thread handed out when
+    every view of it has been dropped (the caller is done with the previous batch), else a new
+    one. Reusing it saves a fresh allocation's cold cache lines (5% of a B=1024 batch at pooling
+    20-80 here), as torch's outputs, freed and reallocated at once, come back cache-hot."""
+    raw = getattr(_last_outputs, "raw", None)
+    # references: this frame's, the thread-local's and getrefcount's argument: no views left
+    if raw is None or raw.size < floats or sys.getrefcount(raw) > 3:
+        raw = np.empty(floats, dtype=np.float32)
+        _last_outputs.raw = raw
+    return raw
+
+
 def allocate_outputs(batch_size: int, dims: Sequence[int]) -> list[np.ndarray]:
     """One C-contiguous float32 ``[batch_size, dim]`` array per table, views into one buffer.
 
     The buffer starts on a 64-byte cache line (large NumPy allocations are only 16-byte
-    aligned), so 64-column output rows do not straddle lines.
+    aligned), so 64-column output rows do not straddle lines. It is the previous call's buffer
+    (on this thread) when none of that call's arrays is alive any more.
     """
     total = batch_size * int(sum(dims))
-    raw = np.empty(total + 16, dtype=np.float32)
+    raw = _output_buffer(total + 16)
     skip = (-raw.ctypes.data % 64) // 4
     buffer = raw[skip:skip + total]
     outs, start = [], 0

@@ -158,6 +158,30 @@ def test_outputs_share_one_buffer_and_can_be_reused():
         np.testing.assert_allclose(g, e, **TOL)
 
 
+def test_outputs_come_back_only_once_every_view_is_dropped():
+    """The previous call's buffer is reused only when none of its arrays is alive: results a
+    caller keeps never change under it."""
+    rng = np.random.default_rng(5)
+    tables = make_tables(rng, [8, 4])
+    first_batch, second_batch = make_batch(rng, tables, 12), make_batch(rng, tables, 12)
+    first = embedding_bags(tables, first_batch)
+    kept = [a.copy() for a in first]
+    second = embedding_bags(tables, second_batch)
+    assert not any(np.shares_memory(a, b) for a in first for b in second)
+    for a, k in zip(first, kept):
+        np.testing.assert_array_equal(a, k)
+    address = second[0].ctypes.data
+    del second
+    again = embedding_bags(tables, first_batch)
+    assert again[0].ctypes.data == address       # the dropped buffer came back
+    one_view = again[1]
+    del again
+    last = embedding_bags(tables, second_batch)   # one array of the previous call is still alive
+    assert not np.shares_memory(last[0], one_view)
+    for g, e in zip(last, expected(tables, second_batch)):
+        np.testing.assert_allclose(g, e, **TOL)
+
+
 def test_one_table_large_batch_is_split_across_threads(monkeypatch):
     monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
     rng = np.random.default_rng(5)
