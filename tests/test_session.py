@@ -1,6 +1,8 @@
 """End-to-end: real torch exports scored through ``updlrm.load`` against PyTorch."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,21 @@ def test_run_matches_pytorch(exported, variant, exporter):
                                         seed=batch_size, exporter=exporter)
             (got,) = sess.run(None, feeds)
             np.testing.assert_allclose(got, torch_out(model, args), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("overlap_from", [0, 10**12])
+def test_dense_pre_overlapped_or_in_turn(exported, monkeypatch, overlap_from):
+    """dense_pre on the worker thread (every batch overlapped) or on the calling thread after the
+    lookups (none): the same scores either way."""
+    monkeypatch.setattr(updlrm.session, "OVERLAP_MIN_LOOKUPS", overlap_from)
+    model, path = exported("bag_list", "ts11")
+    args, feeds = sample_inputs("bag_list", 12, (0, 6), NUM_TABLES, ROWS, exporter="ts11")
+    with updlrm.load(path) as sess:
+        ran_on, dense_pre = [], sess._pre
+        sess._pre = lambda values: ran_on.append(threading.get_ident()) or dense_pre(values)
+        (got,) = sess.run(None, feeds)
+        np.testing.assert_allclose(got, torch_out(model, args), atol=1e-5, rtol=0)
+        assert (ran_on == [threading.get_ident()]) == (overlap_from > 0)
 
 
 def test_run_int32_feeds_and_output_selection(exported):
