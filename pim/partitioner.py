@@ -92,6 +92,9 @@ class PlannerConfig:
         hybrid_tables: force some tables (by name) hybrid with this share of their rows on the
             DPUs (needs a profile and a popularity or cache level; not for MAX pooling).
         improve_iters: tile moves/swaps tried after LPT.
+        fewer_dpus: also plan on 1/2 and 1/4 of the DPUs (whole ranks, at least 4) and keep the
+            modelled-fastest: more DPUs mean more row groups, so more partial sums to scatter,
+            pull and add, which can cost the host more than the extra DPUs save.
         cost: the cost model.
     """
 
@@ -118,6 +121,7 @@ class PlannerConfig:
     hybrid_row_shares: tuple[float, ...] = (0.001, 0.004, 0.016, 0.064)
     hybrid_tables: Mapping[str, float] | None = None
     improve_iters: int = 4000
+    fewer_dpus: bool = True
     cost: CostModel = field(default_factory=CostModel)
 
     @property
@@ -581,10 +585,35 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
               config: PlannerConfig | None = None) -> Plan:
     """Plan the placement of ``tables`` (EmbeddingTable or TableSpec) on ``config.nr_dpus`` DPUs.
 
-    Raises :class:`CapacityError` if the tables cannot fit (naming the table and the shortfall).
+    With ``config.fewer_dpus`` the plan may leave DPUs idle (it then says how many it uses in
+    ``notes["dpus_planned"]``; ``nr_dpus`` stays the DPUs given). Raises :class:`CapacityError`
+    if the tables cannot fit (naming the table and the shortfall).
     """
     cfg = config or PlannerConfig()
     cfg.validate()
+    best, best_n = _plan_on_count(tables, profile, cfg), cfg.nr_dpus
+    for n in _fewer_dpu_counts(cfg):
+        try:
+            plan = _plan_on_count(tables, profile, replace(cfg, nr_dpus=n))
+        except CapacityError:
+            break
+        if plan.predicted["total"] < best.predicted["total"]:
+            plan.nr_dpus = cfg.nr_dpus      # the other DPUs stay idle (they cost nothing)
+            best, best_n = plan, n
+    best.notes["dpus_planned"] = best_n
+    return best
+
+
+def _fewer_dpu_counts(cfg: PlannerConfig) -> list[int]:
+    """Smaller DPU counts worth planning on: 1/2 and 1/4, in whole ranks of at least 4."""
+    if not cfg.fewer_dpus:
+        return []
+    ranks = cfg.nr_dpus // cfg.dpus_per_rank
+    return [r * cfg.dpus_per_rank for r in (ranks // 2, ranks // 4) if r >= 4]
+
+
+def _plan_on_count(tables: Sequence[Any], profile: AccessProfile | None, cfg: PlannerConfig) -> Plan:
+    """:func:`make_plan` on exactly ``cfg.nr_dpus`` DPUs."""
     level = Level(cfg.level)
     specs = [TableSpec.of(t) for t in tables]
     if profile is not None:

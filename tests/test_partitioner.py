@@ -360,3 +360,52 @@ def test_forced_hybrid_plan_round_trips_and_is_checked(profile, tmp_path):
         make_plan(SPECS, profile, config("cache", hybrid_tables={"nope": 0.05}))
     with pytest.raises(InvalidInputError, match="hybrid_row_shares"):
         make_plan(SPECS, profile, config("cache", hybrid_row_shares=(0.0, 0.1)))
+
+
+def test_fewer_dpus_kept_when_modelled_faster(profile, trace):
+    """With ``fewer_dpus`` the planner also plans on 1/2 and 1/4 of the DPUs (whole ranks) and
+    keeps the modelled-fastest; the plan still covers the DPUs it was given, the rest idle."""
+    base = config("popularity", nr_dpus=64, dpus_per_rank=4, fewer_dpus=False)
+    candidates = {n: make_plan(SPECS, profile, dataclasses.replace(base, nr_dpus=n)) for n in (64, 32, 16)}
+    best_n = min(candidates, key=lambda n: candidates[n].predicted["total"])
+    plan = make_plan(SPECS, profile, dataclasses.replace(base, fewer_dpus=True))
+    assert plan.nr_dpus == 64 and plan.notes["dpus_planned"] == best_n
+    assert plan.predicted["total"] == pytest.approx(candidates[best_n].predicted["total"])
+    assert max(t.dpu for t in plan.tiles) < best_n
+    # every lookup of a batch is read once, on the DPUs the plan uses
+    work, _ = plan.work(*trace[0])
+    assert work.rows.shape == (64,) and work.rows[best_n:].sum() == 0
+    assert work.rows.sum() == sum(len(i) for i in trace[0][0])
+
+
+def test_fewer_dpus_selection(monkeypatch, profile):
+    """The choice itself: the fastest of the counts tried wins and is widened back to the DPUs
+    given; a count too small to hold the tables ends the search."""
+    from updlrm.pim import partitioner
+    real = partitioner._plan_on_count
+    modelled_ms = {64: 3.0, 32: 2.0, 16: 2.5}
+    tried = []
+
+    def plan_on_count(tables, prof, cfg):
+        tried.append(cfg.nr_dpus)
+        plan = real(tables, prof, cfg)
+        plan.predicted["total"] = modelled_ms[cfg.nr_dpus] * 1e-3
+        return plan
+
+    monkeypatch.setattr(partitioner, "_plan_on_count", plan_on_count)
+    cfg = config("popularity", nr_dpus=64, dpus_per_rank=4)
+    plan = make_plan(SPECS, profile, cfg)
+    assert tried == [64, 32, 16]
+    assert plan.nr_dpus == 64 and plan.notes["dpus_planned"] == 32
+    assert plan.predicted["total"] == 2.0e-3 and max(t.dpu for t in plan.tiles) < 32
+
+    def no_room_below_64(tables, prof, cfg):
+        if cfg.nr_dpus < 64:
+            raise CapacityError("does not fit")
+        return plan_on_count(tables, prof, cfg)
+
+    tried.clear()
+    monkeypatch.setattr(partitioner, "_plan_on_count", no_room_below_64)
+    assert make_plan(SPECS, profile, cfg).notes["dpus_planned"] == 64
+    assert make_plan(SPECS, profile, dataclasses.replace(cfg, fewer_dpus=False)).notes["dpus_planned"] == 64
+
