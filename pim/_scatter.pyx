@@ -20,7 +20,7 @@ thread.  :func:`copy_count` + :func:`copy_fill` do the same for a *whole* table 
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 from updlrm.errors import CapacityError, InvalidInputError
 
@@ -28,6 +28,7 @@ cnp.import_array()
 
 cdef extern from *:
     void prefetch "__builtin_prefetch" (const void *addr) nogil
+    int popcount64 "__builtin_popcountll" (unsigned long long x) nogil
 
 # Indices ahead of the current one whose row-map entries are prefetched: the maps of big tables
 # do not fit in cache, and without it every index waits for its own miss (32 ns/index measured
@@ -42,6 +43,7 @@ ctypedef fused index_t:
 cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows, bint use_cache,
                     const int32_t[::1] row_cache, const int64_t[::1] cache_ptr,
                     const int64_t[::1] cache_rows, const int32_t[:, ::1] row_loc,
+                    const uint64_t[::1] dpu_bits, const int32_t[::1] dpu_rank,
                     const int64_t[::1] replica_ptr,
                     const double[::1] replica_cut, const int64_t[::1] group_ptr,
                     const int32_t[::1] group_tiles, int64_t n_slices,
@@ -52,9 +54,10 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                     int64_t[::1] host_pos, int64_t *hits_out, int64_t *saved_out,
                     int64_t *host_out) noexcept nogil:
     cdef int64_t n_bags = off.shape[0] - 1, ahead = off[n_bags] - ROUTE_PREFETCH
-    cdef int64_t m = 0, h = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp, local
+    cdef int64_t m = 0, h = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp, local, nxt
+    cdef uint64_t word
     cdef double pos
-    cdef bint consumed, write_pos = out_pos.shape[0] > 0
+    cdef bint consumed, write_pos = out_pos.shape[0] > 0, compact = dpu_bits.shape[0] > 0
     for b in range(n_bags):
         stamp = b + 1
         pos = (b + 0.5) / n_bags
@@ -73,9 +76,14 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                             entry_count[e] += 1
         for i in range(off[b], off[b + 1]):
             if i < ahead:
-                prefetch(&row_loc[idx[i + ROUTE_PREFETCH], 0])
+                nxt = idx[i + ROUTE_PREFETCH]
+                if compact:
+                    prefetch(&dpu_bits[nxt >> 6])
+                    prefetch(&dpu_rank[nxt >> 6])
+                else:
+                    prefetch(&row_loc[nxt, 0])
                 if use_cache:
-                    prefetch(&row_cache[idx[i + ROUTE_PREFETCH]])
+                    prefetch(&row_cache[nxt])
             r = idx[i]
             if use_cache:
                 e = row_cache[r]
@@ -93,8 +101,18 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                         entry_emitted[e] = stamp
                         hits += 1
                         r = num_rows + e
-            g = row_loc[r, 0]
-            local = row_loc[r, 1]
+            if compact:
+                # rows on the DPUs are the set bits; row_loc lists them in row order
+                word = dpu_bits[r >> 6]
+                if (word >> (r & 63)) & 1:
+                    p = dpu_rank[r >> 6] + popcount64(word & ((<uint64_t>1 << (r & 63)) - 1))
+                    g = row_loc[p, 0]
+                    local = row_loc[p, 1]
+                else:
+                    g = -1
+            else:
+                g = row_loc[r, 0]
+                local = row_loc[r, 1]
             if g < 0:                       # a host-resident row: the CPU kernel pools it
                 host_idx[h] = r
                 if write_pos:
@@ -172,13 +190,18 @@ cdef int64_t _open_jobs(int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t 
 
 def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
           const int32_t[::1] row_cache, const int64_t[::1] cache_ptr, const int64_t[::1] cache_rows,
-          const int32_t[:, ::1] row_loc, const int64_t[::1] replica_ptr, const double[::1] replica_cut,
+          const int32_t[:, ::1] row_loc, const uint64_t[::1] dpu_bits, const int32_t[::1] dpu_rank,
+          const int64_t[::1] replica_ptr, const double[::1] replica_cut,
           const int64_t[::1] group_ptr, const int32_t[::1] group_tiles, int64_t n_slices,
           int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag, int64_t[::1] out_pos,
           int64_t[::1] host_idx, int64_t[::1] host_off, int64_t[::1] host_pos):
     """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule.
 
-    ``row_loc[r]`` is ``(row_group[r], row_local[r])`` (one cache line per row read).
+    ``row_loc[r]`` is ``(row_group[r], row_local[r])`` (one cache line per row read); or, when
+    ``dpu_bits`` is given (a table without cache whose rows are mostly host-resident: the map
+    then stays in cache), bit ``r`` of ``dpu_bits`` says whether row ``r`` is on the DPUs,
+    ``dpu_rank[w]`` counts the set bits of the words before ``w``, and ``row_loc`` holds the
+    ``(group, local)`` of the rows on the DPUs only, in row order (``dpu_rank`` empty otherwise).
     ``row_cache`` is empty when the table has no cache (``cache_ptr`` then ``[0]``).  The
     ``out_*`` arrays need ``len(idx) * n_slices`` entries (``out_pos`` may be empty: positions
     are then not written); returns ``(m, cache_hits, reads_saved, n_host)`` where the first ``m``
@@ -202,7 +225,12 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
         raise InvalidInputError(f"route needs host lists of {idx.shape[0]} rows and {off.shape[0]} offsets")
     cdef bint use_cache = cache_ptr.shape[0] > 1
     cdef int64_t n_cache = cache_ptr.shape[0] - 1
-    if row_loc.shape[0] < num_rows + n_cache or row_loc.shape[1] != 2:
+    if dpu_bits.shape[0] > 0:
+        if use_cache or dpu_bits.shape[0] * 64 < num_rows or dpu_rank.shape[0] < dpu_bits.shape[0]:
+            raise InvalidInputError("a compact row map needs one bit per row, a rank per word and no cache")
+        if row_loc.shape[1] != 2:
+            raise InvalidInputError("row_loc needs 2 columns")
+    elif row_loc.shape[0] < num_rows + n_cache or row_loc.shape[1] != 2:
         raise InvalidInputError(f"row_loc needs [{num_rows + n_cache}, 2] entries")
     if use_cache and row_cache.shape[0] < num_rows:
         raise InvalidInputError("row_cache needs one entry per row")
@@ -215,7 +243,7 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
     cdef int64_t m, hits = 0, saved = 0, n_host = 0
     with nogil:
         m = _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_loc,
-                   replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
+                   dpu_bits, dpu_rank, replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
                    member_stamp, member_used, entry_stamp, entry_count, entry_emitted, replica_at,
                    out_tile, out_local, out_bag, out_pos, host_idx, host_off, host_pos,
                    &hits, &saved, &n_host)

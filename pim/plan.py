@@ -160,14 +160,22 @@ class Routed:
 
 @dataclass
 class TableRoute:
-    """One PIM table's routing arrays in the dtypes :func:`updlrm.pim._scatter.route` takes."""
+    """One PIM table's routing arrays in the dtypes :func:`updlrm.pim._scatter.route` takes.
+
+    The row map is ``row_loc`` ``[rows + n_cache, 2]`` (group, local row) — or, for a hybrid
+    table (no cache), a compact one: a bit per row saying whether it is on the DPUs
+    (``dpu_bits``, with the rank of each 64-row word in ``dpu_rank``) and ``row_loc`` for those
+    rows only: a 10 M-row table's map drops from 80 MB (a cache miss per index) to 2 MB.
+    """
 
     num_rows: int
     n_slices: int
     row_cache: np.ndarray
     cache_ptr: np.ndarray
     cache_rows: np.ndarray
-    row_loc: np.ndarray          # [rows + n_cache, 2] int32: (row_group, row_local) side by side
+    row_loc: np.ndarray          # [rows + n_cache, 2] int32, or [rows on the DPUs, 2] when compact
+    dpu_bits: np.ndarray         # [ceil(rows / 64)] uint64 (empty: row_loc is dense)
+    dpu_rank: np.ndarray         # [ceil(rows / 64)] int32
     replica_ptr: np.ndarray
     replica_cut: np.ndarray
     group_ptr: np.ndarray
@@ -178,11 +186,23 @@ class TableRoute:
         i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
         i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
         cached = tp.n_cache > 0
+        if tp.n_host_rows and not cached:
+            on_dpus = tp.row_group >= 0
+            words = -(-len(on_dpus) // 64)
+            packed = np.zeros(words * 8, np.uint8)
+            packed[:-(-len(on_dpus) // 8)] = np.packbits(on_dpus, bitorder="little")
+            bits = packed.view("<u8").astype(np.uint64)
+            per_word = np.add.reduceat(on_dpus.astype(np.int32), np.arange(0, len(on_dpus), 64))
+            rank = i32(np.concatenate([[0], np.cumsum(per_word)[:-1]]))
+            row_loc = np.stack([tp.row_group[on_dpus], tp.row_local[on_dpus]], axis=1).astype(np.int32)
+        else:
+            bits, rank = np.zeros(0, np.uint64), np.zeros(0, np.int32)
+            row_loc = np.stack([tp.row_group, tp.row_local], axis=1).astype(np.int32)
         return cls(tp.spec.rows, tp.n_slices,
                    i32(tp.row_cache) if cached else np.zeros(0, np.int32),
                    i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
                    i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
-                   np.stack([tp.row_group, tp.row_local], axis=1).astype(np.int32), i64(tp.replica_ptr),
+                   row_loc, bits, rank, i64(tp.replica_ptr),
                    np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
 
     def route(self, indices: np.ndarray, offsets: np.ndarray, out: Sequence[np.ndarray],
@@ -190,7 +210,7 @@ class TableRoute:
         """:func:`updlrm.pim._scatter.route` into ``out`` = (tile, local, bag, pos) and ``host`` =
         (rows, offsets, pos); returns ``(m, cache_hits, reads_saved per slice, n_host)``."""
         return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
-                              self.row_loc, self.replica_ptr, self.replica_cut,
+                              self.row_loc, self.dpu_bits, self.dpu_rank, self.replica_ptr, self.replica_cut,
                               self.group_ptr, self.group_tiles, self.n_slices, *out, *host)
 
 

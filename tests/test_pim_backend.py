@@ -17,7 +17,7 @@ from updlrm.cpu_backend import CpuBackend
 from updlrm.pim import PimBackend, _emb_pack, _scatter
 from updlrm.pim.emb_host import FixedPointOverflowError
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
-from updlrm.pim.plan import Plan
+from updlrm.pim.plan import Plan, TableRoute
 from updlrm.pim.scatter import BatchScatter
 from updlrm.pim.profile import build_profile
 from updlrm.datasets.synthetic import random_batch
@@ -363,9 +363,16 @@ def reference_route(tp, indices, offsets):
     return reads, host, hits
 
 
-def test_scatter_routes_by_the_plans_rule(backends, tables):
-    """The Cython routing (through Plan.route) against a plain-Python reading of the rule."""
-    plan = backends("cache").plan
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_scatter_routes_by_the_plans_rule(backends, tables, profile, hybrid):
+    """The Cython routing (through Plan.route) against a plain-Python reading of the rule; hybrid
+    tables route through the compact row map (a bit per row, the DPU rows' places only)."""
+    if hybrid:
+        plan = make_plan(tables, profile, config("popularity", hybrid_tables=HYBRID))
+        compact = {t for t, tp in enumerate(plan.tables) if tp.placement == "pim" and TableRoute.of(tp).dpu_bits.size}
+        assert compact == {0, 1, 3}
+    else:
+        plan = backends("cache").plan
     for batch in batches(tables, seed=70):
         for t in range(len(tables)):
             got = plan.route(t, batch.indices[t], batch.offsets[t])
@@ -380,7 +387,7 @@ def test_scatter_routes_by_the_plans_rule(backends, tables):
         small = np.empty(1, np.int32)
         _scatter.route(np.arange(4), np.array([0, 4]), 10, np.zeros(0, np.int32), np.zeros(1, np.int64),
                        np.zeros(0, np.int64), np.stack([np.zeros(10, np.int32), np.arange(10, dtype=np.int32)], 1),
-                       np.array([0, 1]), np.ones(1), np.array([0, 1]), np.zeros(1, np.int32), 1,
+                       np.zeros(0, np.uint64), np.zeros(0, np.int32), np.array([0, 1]), np.ones(1), np.array([0, 1]), np.zeros(1, np.int32), 1,
                        small, small, small, np.empty(1, np.int64), np.empty(4, np.int64), np.empty(2, np.int64),
                        np.empty(0, np.int64))
 
