@@ -82,10 +82,10 @@ DEFAULT_LAUNCH_S = 0.1e-3
 # cardinalities uncapped and capped at 2 M and 50k rows, 2,560 DPUs, uniform and popularity with
 # every table on the DPUs plus the planner's own hybrid popularity plans, B=4096, 20-80 power-law
 # indices per bag, median of 9; least squares over the eight plans, each within 6%) ----------- #
-DEFAULT_SCATTER_S_PER_READ = 5.39e-9      # route + job gathering of one read (index x column slice) of a routed table
-DEFAULT_SCATTER_S_PER_PARTIAL = 2.44e-9   # per partial sum (sub-bag) of a routed table
-DEFAULT_SCATTER_S_PER_HOST_ROW = 5.56e-9  # per index of a hybrid table routed to the host (cold row)
-DEFAULT_COPY_S_PER_LOOKUP = 0.44e-9       # whole table: a replica's bag range copied (copy_count/copy_fill), per index
+DEFAULT_SCATTER_S_PER_READ = 4.43e-9      # route + job gathering of one read (index x column slice) of a routed table
+DEFAULT_SCATTER_S_PER_PARTIAL = 3.92e-9   # per partial sum (sub-bag) of a routed table
+DEFAULT_SCATTER_S_PER_HOST_ROW = 6.35e-9  # per index of a hybrid table routed to the host (cold row)
+DEFAULT_COPY_S_PER_LOOKUP = 0.39e-9       # whole table: a replica's bag range copied (copy_count/copy_fill), per index
 # C reduction of pulled partial sums (benchmarks/eval_pim_e2e.py --calibrate-host: 26 Criteo tables
 # capped at 50k rows, 64 emulated DPUs, six plans, median; the emulator's pull is not included)
 DEFAULT_REDUCE_BYTES_PER_S = 14.4e9
