@@ -35,6 +35,14 @@ def mlp(sizes: list[int], last: nn.Module) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def dot_interaction(x: torch.Tensor, ly: list[torch.Tensor], li: torch.Tensor, lj: torch.Tensor) -> torch.Tensor:
+    """DLRM's "dot" interaction: the bottom MLP's output and the pairwise dot products (lower
+    triangle ``li``, ``lj``) of it and the pooled embeddings, side by side."""
+    z = torch.cat([x] + ly, dim=1).view(x.shape[0], -1, x.shape[1])
+    zz = torch.bmm(z, z.transpose(1, 2))[:, li, lj]
+    return torch.cat([x, zz], dim=1)
+
+
 class CriteoDLRM(nn.Module):
     """Bottom MLP, one sum EmbeddingBag per categorical feature, dot interaction, top MLP."""
 
@@ -52,9 +60,7 @@ class CriteoDLRM(nn.Module):
     def forward(self, dense_x: torch.Tensor, offsets: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         x = self.bot(dense_x)
         ly = [e(indices[k], offsets[k]) for k, e in enumerate(self.emb)]
-        z = torch.cat([x] + ly, dim=1).view(x.shape[0], -1, x.shape[1])
-        zz = torch.bmm(z, z.transpose(1, 2))[:, self.li, self.lj]
-        return self.top(torch.cat([x, zz], dim=1))
+        return self.top(dot_interaction(x, ly, self.li, self.lj))
 
 
 def export(model: CriteoDLRM, path: Path) -> None:

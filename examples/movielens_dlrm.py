@@ -38,7 +38,7 @@ import updlrm
 from updlrm.datasets import SampleChunk, load_movielens_100k
 from updlrm.metrics import roc_auc
 
-from criteo_dlrm import mlp
+from criteo_dlrm import dot_interaction, mlp
 
 AUC_TOLERANCE = 1e-6
 
@@ -66,9 +66,7 @@ class MovieLensDLRM(nn.Module):
                 ls_i: list[torch.Tensor]) -> torch.Tensor:
         x = self.bot(dense_x)
         ly = [e(ls_i[k], ls_o[k]) for k, e in enumerate(self.emb)]
-        z = torch.cat([x] + ly, dim=1).view(x.shape[0], -1, x.shape[1])
-        zz = torch.bmm(z, z.transpose(1, 2))[:, self.li, self.lj]
-        return self.top(torch.cat([x, zz], dim=1))
+        return self.top(dot_interaction(x, ly, self.li, self.lj))
 
 
 def torch_args(chunk: SampleChunk, dense_input: str) -> tuple:
