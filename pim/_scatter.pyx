@@ -154,37 +154,37 @@ cdef void _count_totals(const int64_t[::1] seg_subbags, const int64_t[::1] seg_n
             touched[0] += 1
 
 
-cdef void _check_csr(int64_t n_jobs, int64_t touched, int64_t n_bags, int64_t subbags, int64_t nnz, int64_t more,
-                     bint weighted, int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t[::1] csr_off,
-                     int32_t[::1] csr_idx, float[::1] csr_w, int64_t[::1] bag_row) except *:
-    """Raise :class:`CapacityError` unless the CSR arrays take ``touched`` more jobs, ``subbags``
-    more sub-bags and ``more`` more indices (the caller grows them and retries)."""
-    if (n_jobs + touched > job_seg.shape[0] or n_jobs + touched + 1 > job_bag_ptr.shape[0]
-            or n_bags + subbags + 1 > csr_off.shape[0] or n_bags + subbags > bag_row.shape[0]
-            or nnz + more > csr_idx.shape[0] or (weighted and nnz + more > csr_w.shape[0])):
+cdef int64_t _open_table(int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t n_segs, int64_t seg_lo,
+                         bint weighted, int64_t[::1] csr_off, int32_t[::1] csr_idx, float[::1] csr_w,
+                         int64_t[::1] bag_row, int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t js,
+                         int64_t bcur, int64_t icur, int64_t *bend, int64_t *iend) except -1:
+    """Start filling a counted table into the batch CSR from job ``js``, sub-bag ``bcur`` and index
+    ``icur`` on: one job per segment with sub-bags, in segment order, whose counts in the scratch
+    become each segment's first sub-bag and index (the fill cursors). Returns the new job count,
+    and the table's end cursors in ``bend`` / ``iend``. Raises :class:`CapacityError` if the CSR
+    arrays are too small (the caller grows them and retries)."""
+    cdef int64_t s, k, subbags = 0, nnz = 0, touched = 0
+    _count_totals(seg_subbags, seg_nnz, n_segs, &subbags, &nnz, &touched)
+    if (js + touched > job_seg.shape[0] or js + touched + 1 > job_bag_ptr.shape[0]
+            or bcur + subbags + 1 > csr_off.shape[0] or bcur + subbags > bag_row.shape[0]
+            or icur + nnz > csr_idx.shape[0] or (weighted and icur + nnz > csr_w.shape[0])):
         raise CapacityError("scatter buffers too small")
-
-
-cdef int64_t _open_jobs(int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t n_segs, int64_t seg_lo,
-                        int64_t[::1] job_seg, int64_t[::1] job_bag_ptr, int64_t js, int64_t bcur,
-                        int64_t icur) noexcept nogil:
-    """One job per segment with sub-bags, in segment order, from job ``js`` on: turns the counts
-    into each segment's first sub-bag and index (the scratch becomes the fill cursors); returns
-    the new job count."""
-    cdef int64_t s, k
-    job_bag_ptr[js] = bcur
-    for s in range(n_segs):
-        if seg_subbags[s] == 0:
-            continue
-        job_seg[js] = seg_lo + s
-        k = seg_subbags[s]
-        seg_subbags[s] = bcur
-        bcur += k
-        k = seg_nnz[s]
-        seg_nnz[s] = icur
-        icur += k
-        js += 1
+    bend[0] = bcur + subbags
+    iend[0] = icur + nnz
+    with nogil:
         job_bag_ptr[js] = bcur
+        for s in range(n_segs):
+            if seg_subbags[s] == 0:
+                continue
+            job_seg[js] = seg_lo + s
+            k = seg_subbags[s]
+            seg_subbags[s] = bcur
+            bcur += k
+            k = seg_nnz[s]
+            seg_nnz[s] = icur
+            icur += k
+            js += 1
+            job_bag_ptr[js] = bcur
     return js
 
 
@@ -291,7 +291,7 @@ def fill_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, cons
     sub-bag ``k``.  ``src_weights`` (empty: unweighted) gives each read its per-sample weight
     (through ``pos``).  Raises :class:`CapacityError` if the CSR arrays are too small.
     """
-    cdef int64_t n_segs = seg_hi - seg_lo, k, s, js, total_sub = 0, total_nnz = 0, touched = 0, c, n, b, t
+    cdef int64_t n_segs = seg_hi - seg_lo, k, s, js, c, n, b, t
     cdef int64_t off_sink = 0, row_sink = 0
     cdef int64_t *off_at
     cdef int64_t *row_at
@@ -303,12 +303,10 @@ def fill_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, cons
         raise InvalidInputError(f"fill_jobs needs {m} routed reads")
     if weighted and pos.shape[0] < m:
         raise InvalidInputError("weighted tables need the source position of every read")
-    _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
-    _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
-               csr_idx, csr_w, bag_row)
-    cdef int64_t bcur = n_bags + total_sub, icur = nnz + total_nnz
+    cdef int64_t bcur, icur
+    js = _open_table(seg_subbags, seg_nnz, n_segs, seg_lo, weighted, csr_off, csr_idx, csr_w, bag_row, job_seg,
+                     job_bag_ptr, n_jobs, n_bags, nnz, &bcur, &icur)
     with nogil:
-        js = _open_jobs(seg_subbags, seg_nnz, n_segs, seg_lo, job_seg, job_bag_ptr, n_jobs, n_bags, nnz)
         for s in range(n_segs):
             seg_last[s] = -1
         for k in range(m):
@@ -381,16 +379,14 @@ def copy_fill(const index_t[::1] idx, const index_t[::1] off, const int32_t[::1]
     """:func:`fill_jobs` for a whole table counted by :func:`copy_count` (same scratch);
     ``src_weights`` (empty: unweighted) are copied along."""
     cdef int64_t n_rep = replica_tile.shape[0], n_segs = seg_hi - seg_lo
-    cdef int64_t j, b, i, s, k, js, base, touched = 0, total_sub = 0, total_nnz = 0
+    cdef int64_t j, b, i, s, k, js, base
     cdef bint weighted = src_weights.shape[0] > 0
     if seg_subbags.shape[0] < n_segs or seg_nnz.shape[0] < n_segs or rep_first_bag.shape[0] < n_rep + 1:
         raise InvalidInputError("copy_fill scratch arrays are too small")
-    _count_totals(seg_subbags, seg_nnz, n_segs, &total_sub, &total_nnz, &touched)
-    _check_csr(n_jobs, touched, n_bags, total_sub, nnz, total_nnz, weighted, job_seg, job_bag_ptr, csr_off,
-               csr_idx, csr_w, bag_row)
-    cdef int64_t bcur = n_bags + total_sub, icur = nnz + total_nnz
+    cdef int64_t bcur, icur
+    js = _open_table(seg_subbags, seg_nnz, n_segs, seg_lo, weighted, csr_off, csr_idx, csr_w, bag_row, job_seg,
+                     job_bag_ptr, n_jobs, n_bags, nnz, &bcur, &icur)
     with nogil:
-        js = _open_jobs(seg_subbags, seg_nnz, n_segs, seg_lo, job_seg, job_bag_ptr, n_jobs, n_bags, nnz)
         for j in range(n_rep):
             s = tile_seg[replica_tile[j]] - seg_lo
             base = tile_row_base[replica_tile[j]]
