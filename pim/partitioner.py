@@ -393,6 +393,23 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
                    split_hot)
 
 
+def _scatter_seconds(opt: _Option, acc: _TableAccess, cfg: PlannerConfig) -> float:
+    """Modelled host scatter of one table cut per reference batch: a whole table (one slice,
+    one group in table order) has its bags copied; any other cut routes every read once per
+    column slice and files a partial sum per (group, bag) touched."""
+    cost = cfg.cost
+    slices = len(opt.col_bounds) - 1
+    whole = (slices == 1 and opt.groups == 1 and len(opt.hot_rows) == 0 and acc.cache_ptr is None
+             and acc.dpu_rows is None)
+    reads = float(acc.real.sum())
+    if whole:
+        return reads * cost.copy_s_per_lookup
+    rest = reads - float(acc.real[opt.hot_rows].sum())
+    partials = (opt.groups * float(_bags_touching(rest / opt.groups, cfg.batch_size))
+                + float(_bags_touching(acc.real[opt.hot_rows], cfg.batch_size).sum()))
+    return slices * (reads * cost.scatter_s_per_read + partials * cost.scatter_s_per_partial)
+
+
 def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCoster, cfg: PlannerConfig,
                     usable: int, level: Level) -> list[_Option]:
     """Cheapest cut per table (column slices x hot-row split, fewest row groups), then fewer
@@ -400,13 +417,16 @@ def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCo
     chosen = []
     hot_choices = (False,) if level is Level.UNIFORM else (False, True)
     for t, acc in enumerate(accesses):
-        best = None
+        best = best_key = None
         for bounds in _col_options(acc.spec, cfg):
             for split_hot in hot_choices:
                 probe = _option(t, acc, bounds, 1, target, coster, cfg, usable, split_hot)
                 opt = _option(t, acc, bounds, probe.min_groups, target, coster, cfg, usable, split_hot)
-                if best is None or (opt.load, opt.memory) < (best.load, best.memory):
-                    best = opt
+                # DPU work spreads over all DPUs (the placement balances it); the host's
+                # scatter does not
+                key = (opt.load / cfg.nr_dpus + _scatter_seconds(opt, acc, cfg), opt.memory)
+                if best is None or key < best_key:
+                    best, best_key = opt, key
         chosen.append(best)
     budget = cfg.memory_fill * usable * cfg.nr_dpus
     while sum(o.memory for o in chosen) > budget:
