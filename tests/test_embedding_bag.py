@@ -319,16 +319,20 @@ def test_pooling_in_a_forked_child(many_items):
 
 @pytest.mark.parametrize("dim", [16, 37, 64, 128])
 @pytest.mark.parametrize("aligned", [True, False])
-def test_streaming_stores_give_the_same_outputs(isa, dim, aligned):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streaming_stores_give_the_same_outputs(isa, dim, aligned, weighted):
     """Short bags in large work items take the non-temporal store path (whole-vector rows on
-    aligned addresses only); results must equal the normal stores bit for bit."""
+    aligned addresses only; weighted and unweighted tables have their own loops); results must
+    equal the normal stores bit for bit."""
     rng = np.random.default_rng(dim)
-    tables = [EmbeddingTable(f"t{m}", rng.standard_normal((500, dim)).astype(np.float32), pooling=p)
+    tables = [EmbeddingTable(f"t{m}", rng.standard_normal((500, dim)).astype(np.float32), pooling=p,
+                             weighted=weighted)
               for m, p in enumerate(Pooling)]
     n_bags = 4000  # work items of >= 64 KiB output
     sizes = rng.choice([0, 1, 1, 1, 2], size=n_bags)
     offsets = np.concatenate([[0], np.cumsum(sizes)])[:-1]
-    batch = SparseBatch.from_jagged([rng.integers(0, 500, sizes.sum()) for _ in tables], [offsets] * 3)
+    weights = [rng.random(sizes.sum(), dtype=np.float32) + 0.5 for _ in tables] if weighted else None
+    batch = SparseBatch.from_jagged([rng.integers(0, 500, sizes.sum()) for _ in tables], [offsets] * 3, weights)
 
     def run(stream):
         raw = np.zeros(3 * n_bags * dim + 64, np.float32)
