@@ -55,7 +55,7 @@ from . import _emb_pack
 from ._dpu import DpuSet
 from .cost_model import BatchWork, CostModel
 from .counters import CountersUnavailableError
-from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile
+from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile, mean_from_sum
 from .partitioner import Level, PlannerConfig, make_plan, report
 from .scatter import BatchScatter, Jobs
 from .plan import Plan
@@ -419,7 +419,7 @@ class PimBackend:
                 if table.pooling is Pooling.MAX:
                     view[lengths == 0] = 0.0
                 elif table.pooling is Pooling.MEAN:
-                    view *= (np.float32(1.0) / np.maximum(lengths, 1).astype(np.float32))[:, None]
+                    mean_from_sum(view, lengths)
                 out[i] = view if self._stacked else np.ascontiguousarray(view)
             times["pull_reduce"] += time.perf_counter() - t
             work = self._work(jobs, len(rounds), batch)

@@ -27,7 +27,7 @@ Value modes and their error (per output element, against the fp32 table values):
   flagged per bag and raised as :class:`FixedPointOverflowError` — never a wrapped result.
   :func:`int_error_bound` computes the bound.
 
-Mean pooling is a sum on the DPU divided on the host (:func:`mean_from_sum`); MAX is element-wise
+Mean pooling is a sum on the DPU scaled on the host (:func:`mean_from_sum`); MAX is element-wise
 (weights ignored).  Weighted sums need weights for every index of the batch's CSR.
 """
 from __future__ import annotations
@@ -154,9 +154,11 @@ def make_tile(values: np.ndarray, mode: ValueMode | int = ValueMode.F32, *,
 
 
 def mean_from_sum(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Mean pooling from pooled sums: ``sums / length`` in float32, empty bags stay 0."""
-    counts = np.maximum(np.asarray(lengths), 1).astype(np.float32)
-    return (np.asarray(sums, dtype=np.float32) / counts[:, None]).astype(np.float32)
+    """Mean pooling from pooled float32 sums, in place (returns ``sums``): each bag's row times
+    ``1 / length`` in float32, as the CPU kernel scales, so both backends give the same bits;
+    empty bags stay 0."""
+    sums *= (np.float32(1.0) / np.maximum(np.asarray(lengths), 1).astype(np.float32))[:, None]
+    return sums
 
 
 def int_error_bound(tile: Tile, lengths: np.ndarray, *, abs_weight_sums: np.ndarray | None = None,
