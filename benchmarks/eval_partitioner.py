@@ -13,7 +13,8 @@ measured on this project's 2-vCPU VM in reference/baselines.md) or measured here
    (this VM's rate, and a host scaled to a server's stated memory bandwidth);
 3. pooling 1;
 4. sweeps over batch size (64..4096) and DPU count (256..2,560);
-5. per-DPU load PNGs per level (``--out``).
+5. skew: the hottest 1% of rows taking 50-90% of the accesses (cache level, int32);
+per-DPU load PNGs per level (``--out``).
 
 Usage: ``python benchmarks/eval_partitioner.py [--quick] [--measure-cpu] [--out DIR] [--json FILE]``
 """
@@ -88,14 +89,16 @@ def validation_rows() -> list[tuple[str, float, str, str]]:
 # ---------------------------------------------------------------------------------------------
 # workloads
 
-def make_batch(rows: list[int], batch: int, pooling: tuple[int, int], skewed: bool, rng: np.random.Generator):
-    """Per-table indices and B+1 offsets; bag sizes uniform in ``pooling`` (inclusive)."""
+def make_batch(rows: list[int], batch: int, pooling: tuple[int, int], skewed: bool, rng: np.random.Generator,
+               top1_share: float | None = None):
+    """Per-table indices and B+1 offsets; bag sizes uniform in ``pooling`` (inclusive);
+    ``top1_share``: the power law's share of accesses to the hottest 1% of rows (None: ~50%)."""
     idx, off = [], []
     for t, n in enumerate(rows):
         sizes = rng.integers(pooling[0], pooling[1] + 1, size=batch)
         o = np.zeros(batch + 1, np.int64)
         np.cumsum(sizes, out=o[1:])
-        idx.append(sample_rows(n, int(o[-1]), rng, skewed=skewed, salt=t))
+        idx.append(sample_rows(n, int(o[-1]), rng, skewed=skewed, salt=t, top1_share=top1_share))
         off.append(o)
     return idx, off
 
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                          "left for DRAM next to the PIM DIMMs); host rates scale by it / this VM's 21.8 GB/s")
     ap.add_argument("--out", default=None, help="folder for per-level load PNGs")
     ap.add_argument("--json", default=None, help="write all results here")
-    ap.add_argument("--sections", default="2,2b,3,4", help="which evaluation sections to run (comma list)")
+    ap.add_argument("--sections", default="2,2b,3,4,5", help="which evaluation sections to run (comma list)")
     ap.add_argument("--profile-batches", type=int, default=8,
                     help="batches of 4,096 bags in the access profile (exact counts for every table)")
     args = ap.parse_args(argv)
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [min(n, 200_000) for n in CRITEO_KAGGLE_CARDINALITIES] if args.quick else list(CRITEO_KAGGLE_CARDINALITIES)
     specs = [TableSpec(f"C{i + 1}", n, DIM) for i, n in enumerate(rows)]
-    results: dict = {"validation": [], "main": {}, "pooling1": {}, "sweep": {}}
+    results: dict = {"validation": [], "main": {}, "pooling1": {}, "sweep": {}, "skew": {}}
 
     print("## 1. Cost model validation (modelled vs published)\n")
     print("| quantity | modelled | published | source |\n|---|---|---|---|")
@@ -318,6 +321,19 @@ def main(argv: list[str] | None = None) -> int:
                 r = plan_and_eval(specs, prof, cfg, cost, held_b)
                 results["sweep"][f"B{b}/D{n}"] = r
                 print(fmt_row(f"B={b}, {n} DPUs", r), flush=True)
+
+    if "5" in sections:
+        print("\n## 5. Skew: share of accesses to the hottest 1% of rows, cache level, int32, B=4096, "
+              "pooling 20-80, 2,560 DPUs\n")
+        print(HEADER)
+        for share in (0.5, 0.7, 0.8, 0.9):
+            sample = [make_batch(rows, 4096, (20, 80), True, rng, share) for _ in range(n_profile)]
+            prof = build_profile(sample, rows, names=[s.name for s in specs], exact_limit=1 << 24)
+            held_s = [make_batch(rows, 4096, (20, 80), True, rng, share) for _ in range(2)]
+            cfg = dataclasses.replace(base, level=Level.CACHE, value_mode="int32")
+            r = plan_and_eval(specs, prof, cfg, cost, held_s)
+            results["skew"][f"top1-{share}"] = r
+            print(fmt_row(f"top 1% of rows: {share:.0%} of accesses", r), flush=True)
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))

@@ -162,6 +162,7 @@ class _TableAccess:
     uncached: tuple | None = None  # (real, planning) before cache rows were added
     dpu_rows: np.ndarray | None = None  # hybrid table: the rows on the DPUs (None: every row)
     host_lookups: float = 0.0      # hybrid table: expected lookups of its host-resident rows
+    last_groups: tuple | None = field(default=None, repr=False)  # see _row_groups
 
     @property
     def n_all(self) -> int:
@@ -274,14 +275,17 @@ class _TileCoster:
     pull_s_per_byte: float
 
     def __call__(self, reads, bags, stride, width):
-        return self.vector(reads, bags, stride, width).sum(axis=-1)
+        kernel, push, pull = self._parts(reads, bags, stride, width)
+        return kernel + push + pull
 
     def vector(self, reads, bags, stride, width) -> np.ndarray:
         """``[..., 3]``: kernel seconds, push seconds, pull seconds (each is maxed over DPUs)."""
-        reads = np.asarray(reads, np.float64)
-        bags = np.asarray(bags, np.float64)
+        return np.stack(np.broadcast_arrays(*self._parts(reads, bags, stride, width)), axis=-1)
+
+    def _parts(self, reads, bags, stride, width):
+        # plain arithmetic, so that the planner's many scalar calls stay scalar (and cheap)
         d = self.cost.dpu
-        calls = np.ceil(np.asarray(stride, np.float64) / MAX_DMA_BYTES)
+        calls = np.ceil(np.divide(stride, MAX_DMA_BYTES))
         dma = (reads * (calls * d.dma_alpha_read + d.dma_beta * stride)
                + bags * (calls * d.dma_alpha_write + d.dma_beta * stride))
         instr = (reads * (d.instr_per_lookup + width * d.instr_per_add[self.value_mode])
@@ -289,7 +293,7 @@ class _TileCoster:
         kernel = np.maximum(dma, instr) / d.freq_hz
         push = (reads * 4.0 + bags * 4.0 + 8.0) * self.push_s_per_byte
         pull = bags * stride * self.pull_s_per_byte
-        return np.stack(np.broadcast_arrays(kernel, push, pull), axis=-1)
+        return kernel, push, pull
 
 
 def _coster(cfg: PlannerConfig, accesses: Sequence[_TableAccess]) -> _TileCoster:
@@ -393,21 +397,23 @@ def _option(t: int, acc: _TableAccess, bounds: list[int], groups: int, target: f
                    split_hot)
 
 
-def _scatter_seconds(opt: _Option, acc: _TableAccess, cfg: PlannerConfig) -> float:
-    """Modelled host scatter of one table cut per reference batch: a whole table (one slice,
-    one group in table order) has its bags copied; any other cut routes every read once per
-    column slice and files a partial sum per (group, bag) touched."""
+def _host_seconds(opt: _Option, acc: _TableAccess, cfg: PlannerConfig) -> float:
+    """Modelled host work of one table cut per reference batch: the scatter (a whole table -- one
+    slice, one group in table order -- has its bags copied; any other cut routes every read once
+    per column slice and files a partial sum per (group, bag) touched) and the reduction of the
+    partial sums pulled back."""
     cost = cfg.cost
     slices = len(opt.col_bounds) - 1
     whole = (slices == 1 and opt.groups == 1 and len(opt.hot_rows) == 0 and acc.cache_ptr is None
              and acc.dpu_rows is None)
     reads = float(acc.real.sum())
     if whole:
-        return reads * cost.copy_s_per_lookup
+        return reads * cost.copy_s_per_lookup + cfg.batch_size * sum(opt.stride) / cost.reduce_bytes_per_s
     rest = reads - float(acc.real[opt.hot_rows].sum())
     partials = (opt.groups * float(_bags_touching(rest / opt.groups, cfg.batch_size))
                 + float(_bags_touching(acc.real[opt.hot_rows], cfg.batch_size).sum()))
-    return slices * (reads * cost.scatter_s_per_read + partials * cost.scatter_s_per_partial)
+    return (slices * (reads * cost.scatter_s_per_read + partials * cost.scatter_s_per_partial)
+            + partials * sum(opt.stride) / cost.reduce_bytes_per_s)
 
 
 def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCoster, cfg: PlannerConfig,
@@ -423,8 +429,8 @@ def _choose_options(accesses: list[_TableAccess], target: float, coster: _TileCo
                 probe = _option(t, acc, bounds, 1, target, coster, cfg, usable, split_hot)
                 opt = _option(t, acc, bounds, probe.min_groups, target, coster, cfg, usable, split_hot)
                 # DPU work spreads over all DPUs (the placement balances it); the host's
-                # scatter does not
-                key = (opt.load / cfg.nr_dpus + _scatter_seconds(opt, acc, cfg), opt.memory)
+                # scatter and reduction do not
+                key = (opt.load / cfg.nr_dpus + _host_seconds(opt, acc, cfg), opt.memory)
                 if best is None or key < best_key:
                     best, best_key = opt, key
         chosen.append(best)
@@ -480,6 +486,30 @@ def _materialise(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndar
     group[order] = g + n_hot
     local[order] = np.arange(len(order)) - starts[g]
     return group, local
+
+
+def _row_groups(opt: _Option, acc: _TableAccess, level: Level) -> tuple[np.ndarray, ...]:
+    """Read-only row maps of one table cut (``row_group``, ``row_local``; of the whole table for a
+    hybrid one) and per group its rows and expected reads (real, planned). The last result is
+    kept on ``acc``: the hybrid search re-plans every table to change one, and these maps of
+    multi-million-row tables were half the planner's time."""
+    key = (level, opt.groups, opt.hot_rows.tobytes())
+    if acc.last_groups is not None:
+        last_key, real_in, planning_in, out = acc.last_groups
+        if last_key == key and real_in is acc.real and planning_in is acc.planning:
+            return out
+    group, local = _materialise(opt, acc, level)
+    n_groups = int(group.max()) + 1
+    size = np.bincount(group, minlength=n_groups)
+    real = np.bincount(group, weights=acc.real, minlength=n_groups)
+    planned = np.bincount(group, weights=acc.planning, minlength=n_groups)
+    if acc.dpu_rows is not None:
+        group, local = _expand_rows(group, local, acc.dpu_rows, acc.spec.rows)
+    group.setflags(write=False)
+    local.setflags(write=False)
+    out = (group, local, size, real, planned)
+    acc.last_groups = (key, acc.real, acc.planning, out)
+    return out
 
 
 def _expand_rows(group: np.ndarray, local: np.ndarray, dpu_rows: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -715,12 +745,19 @@ def _force_hybrid_tables(specs: list[TableSpec], accesses: list[_TableAccess], p
 
 def _with_hybrid_tables(plan: Plan, specs: list[TableSpec], accesses: list[_TableAccess], profile: AccessProfile,
                         cfg: PlannerConfig, level: Level) -> Plan:
-    """For each table ``plan`` keeps on the CPU (largest first; not MAX-pooled, profiled), try
-    putting its hottest rows on the DPUs at every cut point of ``cfg.hybrid_row_shares`` and keep
-    the cut with the lowest modelled batch time, if it beats the table staying whole on the CPU."""
+    """For each table ``plan`` keeps on the CPU, or cuts into several row groups on the DPUs
+    because it is too big for one tile (largest first; not MAX-pooled, profiled), try putting its
+    hottest rows on the DPUs and the rest on the host at every cut point of
+    ``cfg.hybrid_row_shares``, and keep the cut with the lowest modelled batch time if it beats
+    the table's current placement. (A big table all on the DPUs splits a bag over many row
+    groups: with a steep skew its cold tail can cost more partial sums than pooling it on the
+    host does.)"""
     on_cpu = {t for t, tp in enumerate(plan.tables) if tp.placement != "pim"}
+    tile_cap = (cfg.mram_bytes - cfg.mram_reserve) * cfg.max_tile_fraction
+    big = {t for t in range(len(specs)) if t not in on_cpu and accesses[t].dpu_rows is None
+           and specs[t].rows * _stride(specs[t].dim) > tile_cap}
     current = list(accesses)
-    candidates = sorted((t for t in on_cpu if specs[t].pooling != "max" and profile[t].lookups > 0),
+    candidates = sorted((t for t in on_cpu | big if specs[t].pooling != "max" and profile[t].lookups > 0),
                         key=lambda t: -specs[t].rows * specs[t].dim)
     for t in candidates:
         whole = _whole_for_hybrid(specs[t], profile, t, cfg)
@@ -773,22 +810,18 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
     groups = _Groups()
     for opt, t in zip(opts, pim):
         acc = accesses[t]
-        group, local = _materialise(opt, acc, level)
-        n_groups = int(group.max()) + 1
-        real = np.bincount(group, weights=acc.real, minlength=n_groups)
-        planned = np.bincount(group, weights=acc.planning, minlength=n_groups)
+        group, local, size, real, planned = _row_groups(opt, acc, level)
         one = sum(coster(planned, _bags_touching(planned, cfg.batch_size), st, w)
                   for st, w in zip(opt.stride, np.diff(opt.col_bounds)))
         if level is Level.UNIFORM:     # one replica count for the table: popularity is not known
-            replicas = np.full(n_groups, opt.replicas)
+            replicas = np.full(len(size), opt.replicas)
         else:
             replicas = np.clip(np.ceil(one / target), 1, cfg.max_replicas)
-        groups.add(t, opt, np.bincount(group, minlength=n_groups), real, planned, replicas.astype(np.int64))
+        groups.add(t, opt, size, real, planned, replicas.astype(np.int64))
         tp = tables[t]
         tp.placement = "pim"
         tp.col_bounds = list(opt.col_bounds)
         if acc.dpu_rows is not None:      # hybrid: the other rows stay on the host
-            group, local = _expand_rows(group, local, acc.dpu_rows, specs[t].rows)
             tp.n_host_rows = specs[t].rows - len(acc.dpu_rows)
         tp.row_group, tp.row_local = group, local
         if acc.cache_ptr is not None:

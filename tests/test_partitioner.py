@@ -434,3 +434,25 @@ def test_column_slices_are_weighed_against_the_scatter_they_cost(level):
     weighed = make_plan(spec, prof, cfg)
     assert blind.tables[0].n_slices == 2 and weighed.tables[0].n_slices == 1
     assert cost.stages(weighed.expected_work()).total < 0.95 * cost.stages(blind.expected_work()).total
+
+
+def test_a_big_table_on_the_dpus_keeps_its_cold_tail_on_the_host_when_that_is_faster():
+    """A table cut into many row groups spreads each bag over many groups, so many partial sums;
+    with a steep skew the planner pools its cold tail on the host instead (the hybrid search
+    covers the big tables on the DPUs, not only those left on the CPU)."""
+    rows = ROWS + [60_000]               # 3.8 MB: 15 tiles of at most 256 KiB
+    specs = SPECS + [TableSpec("big", rows[-1], DIM)]
+    rng = np.random.default_rng(5)
+    prof = build_profile([([sample_rows(r, BATCH * POOL, rng, skewed=True, salt=t, top1_share=0.8)
+                            for t, r in enumerate(rows)], [np.arange(0, BATCH * POOL + 1, POOL)] * len(rows))
+                          for _ in range(8)], rows)
+    # a host this slow keeps no table on the CPU
+    kw = dict(allow_cpu=True, value_mode="int32", batch_size=4096,
+              cost=PlannerConfig().cost.with_(cpu={"lookups_per_s": 1e6}))
+    all_on_dpus = make_plan(specs, prof, config("popularity", hybrid=False, **kw))
+    hybrid = make_plan(specs, prof, config("popularity", **kw))
+    assert all_on_dpus.tables[-1].placement == "pim" and all_on_dpus.tables[-1].n_host_rows == 0
+    big = hybrid.tables[-1]
+    assert big.placement == "pim" and 0 < big.n_host_rows < big.spec.rows
+    assert hybrid.predicted["total"] < 0.95 * all_on_dpus.predicted["total"]
+    hybrid.validate()
