@@ -21,8 +21,8 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
   what any kernel can do on this machine (shared/reference/baselines.md, part B).
 
 Each timed run cycles through enough distinct batches (>= 2 M lookups) that no batch is still in
-cache when it comes back. The contenders take turns (one run each per round, first round a
-warm-up) and every cell is the median of --repeats rounds. Before each point the script waits
+cache when it comes back. The contenders take turns (one run each per round, in an order
+shuffled every round; first round a warm-up) and every cell is the median of --repeats rounds. Before each point the script waits
 (up to 30 s) for other processes to use < 0.3 cores; a point during which they used more than
 0.25 cores is re-measured up to --retries times, the quietest try is kept, and its foreign load
 is printed (flagged "*" if still above 0.25).
@@ -36,6 +36,7 @@ import argparse
 import ctypes
 import mmap
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -205,10 +206,17 @@ def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
     """Median lookups/s per contender; the contenders take turns, one run each, so that load
     from other processes hits them alike. The first round is a warm-up. Each run starts
     CONTENDER_GAP_S after the previous one, so that its OpenMP threads (torch, the gather loop)
-    have stopped spin-waiting and do not take the next contender's cores."""
+    have stopped spin-waiting and do not take the next contender's cores. The order is shuffled
+    every round (seeded), so no contender always runs right after the same other one: that
+    mattered (in-process A/B of one kernel against itself, the copy that ran right after torch
+    was slower in 5 of 6 rounds, by up to 13%)."""
     times = {name: [] for name in runs}
+    order = list(runs)
+    shuffle = random.Random(0).shuffle
     for round_ in range(repeats + 1):
-        for name, fn in runs.items():
+        shuffle(order)
+        for name in order:
+            fn = runs[name]
             time.sleep(CONTENDER_GAP_S)
             start = time.perf_counter()
             fn()
