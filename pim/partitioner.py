@@ -81,6 +81,9 @@ class PlannerConfig:
             (bag ranges are whole bags: finer shares would not hold).
         max_cache_entries: cache entries per table (cache level).
         min_cache_share: a group is cached only if it occurs in at least this share of bags.
+        keep_caches: keep a table's cache even where the model says it costs the host more than
+            it saves (a table small enough to be copied whole must then be routed index by
+            index); for measuring what a cache saves on a trace.
         min_trusted_count: rows seen fewer times than this in the profile are treated as equally
             hot (their mean count): balancing on sampling noise would only overfit the sample.
         memory_fill: plan at most this share of the total table region (packing slack).
@@ -114,6 +117,7 @@ class PlannerConfig:
     min_bags_per_replica: int = 16
     max_cache_entries: int = 4096
     min_cache_share: float = 0.001
+    keep_caches: bool = False
     min_trusted_count: int = 32
     memory_fill: float = 0.9
     allow_cpu: bool = True
@@ -798,7 +802,8 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
         return plan
     acc_pim = [accesses[t] for t in pim]
     coster = _coster(cfg, acc_pim)
-    _drop_unprofitable_caches(acc_pim, coster, cfg, usable)
+    if not cfg.keep_caches:
+        _drop_unprofitable_caches(acc_pim, coster, cfg, usable)
     # target tile load: an even share of the cheapest total, tiles_per_dpu tiles per DPU; twice
     # (the replicas chosen change the total a little).
     target = math.inf

@@ -456,3 +456,35 @@ def test_a_big_table_on_the_dpus_keeps_its_cold_tail_on_the_host_when_that_is_fa
     assert big.placement == "pim" and 0 < big.n_host_rows < big.spec.rows
     assert hybrid.predicted["total"] < 0.95 * all_on_dpus.predicted["total"]
     hybrid.validate()
+
+
+def _paired_batches(seed, n, rows=1000, pairs=8):
+    """Bags of 20 rows that each hold one of ``pairs`` fixed row pairs: strong co-occurrence."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        idx = rng.integers(0, rows, size=(BATCH, POOL))
+        k = rng.integers(0, pairs, size=BATCH)
+        idx[:, 0], idx[:, 1] = 2 * k, 2 * k + 1
+        out.append(([idx.ravel()], [np.arange(0, BATCH * POOL + 1, POOL)]))
+    return out
+
+
+def test_a_cache_the_host_cannot_afford_is_dropped_unless_kept():
+    """A table small enough to be copied whole loses its cache (routing every index would cost
+    the host more than the DPU reads it saves); ``keep_caches`` keeps it, and then the pairs are
+    read once and the results stay exact."""
+    spec = [TableSpec("paired", 1000, DIM)]
+    prof = build_profile(_paired_batches(1, 10), [1000])
+    # int32 values: a DPU read is cheap (in fp32 soft-float adds make it worth the routing)
+    dropped = make_plan(spec, prof, config("cache", value_mode="int32"))
+    kept = make_plan(spec, prof, config("cache", value_mode="int32", keep_caches=True))
+    assert dropped.tables[0].cache_ptr is None and dropped.is_whole(0)
+    assert kept.tables[0].cache_ptr is not None and not kept.is_whole(0)
+    weights = [np.random.default_rng(0).standard_normal((1000, DIM)).astype(np.float32)]
+    for idx, off in _paired_batches(2, 1):
+        route = kept.route(0, idx[0], off[0])
+        assert route.reads_saved >= BATCH          # every bag holds a cached pair
+        got = replay(kept, weights, idx, off)[0]
+        want = np.add.reduceat(weights[0][idx[0]].astype(np.float64), off[0][:-1])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
