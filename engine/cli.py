@@ -125,6 +125,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .pim.partitioner import PlannerConfig, compare_levels
     from .pim.profile import AccessProfile
@@ -143,7 +147,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         args.png_dir.mkdir(parents=True, exist_ok=True)
     config = PlannerConfig(nr_dpus=args.dpus, level=args.level, batch_size=args.batch_size,
                            value_mode=args.value_mode, allow_cpu=not args.no_cpu)
-    results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir))
+    results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir),
+                             progress=None if args.quiet else _to_stderr)
     print(f"{len(tables)} tables, {args.dpus} DPUs, reference batch {args.batch_size}, "
           f"profile: {'none (uniform accesses assumed)' if profile is None else f'{profile.num_batches} batches'}")
     for _, rep in results.values():
@@ -212,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--no-cpu", action="store_true", help="never keep tables on the CPU")
     plan.add_argument("-o", "--output", type=Path, help="plan path (.json + .npz), for load(..., plan=)")
     plan.add_argument("--png-dir", type=Path, help="write load_<level>.png (per-DPU modelled load)")
+    plan.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     plan.set_defaults(func=cmd_plan)
     return p
 

@@ -34,9 +34,10 @@ import functools
 import heapq
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numba
 import numpy as np
@@ -1246,11 +1247,19 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
 
 
 def compare_levels(tables: Sequence[Any], profile: AccessProfile | None, config: PlannerConfig,
-                   out_dir: str | None = None) -> dict[str, tuple[Plan, PlanReport]]:
-    """Plan at every level with the same config; write ``load_<level>.png`` into ``out_dir``."""
+                   out_dir: str | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict[str, tuple[Plan, PlanReport]]:
+    """Plan at every level with the same config; write ``load_<level>.png`` into ``out_dir``.
+    ``progress`` is told when each level starts and how long it took (plans of Criteo-sized
+    models take about a minute per level)."""
     out = {}
     for level in Level:
+        if progress is not None:
+            progress(f"planning the {level.value} level on {config.nr_dpus} DPUs ...")
+        start = time.perf_counter()
         plan = make_plan(tables, profile, replace(config, level=level))
+        if progress is not None:
+            progress(f"  {level.value}: planned in {time.perf_counter() - start:.1f} s")
         png = None if out_dir is None else f"{out_dir}/load_{level.value}.png"
         out[level.value] = (plan, report(plan, config.cost, png))
     return out

@@ -499,10 +499,12 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     out = tmp_path / "plan.json"
     rc = main(["plan", str(path), "--dpus", "16", "--data", str(data), "--level", "cache", "--batch-size", "64",
                "--no-cpu", "-o", str(out), "--png-dir", str(tmp_path / "png"), "--profile-out", str(tmp_path / "prof.json")])
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 0
     for level in Level:
         assert f"level {level.value}" in text
+        assert f"planning the {level.value} level on 16 DPUs" in captured.err   # progress lines
     assert "MODELLED" in text and "imbalance" in text
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"load_{lvl.value}.png" for lvl in
                                                                     sorted(Level, key=lambda x: x.value)]
@@ -516,5 +518,6 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     assert main(["profile", str(path), str(data), "-o", str(tmp_path / "prof2.json"), "--batch-size", "16"]) == 0
     assert "profile of 4 batches" in capsys.readouterr().out
     assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof2.json"), "--level", "uniform",
-                 "-o", str(tmp_path / "p2.json")]) == 0
+                 "-o", str(tmp_path / "p2.json"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
     assert Plan.load(tmp_path / "p2.json").level == "uniform"
