@@ -13,8 +13,9 @@ measured on this project's 2-vCPU VM in reference/baselines.md) or measured here
    (this VM's rate, and a host scaled to a server's stated memory bandwidth);
 3. pooling 1;
 4. sweeps over batch size (64..4096) and DPU count (256..2,560);
-5. skew: the hottest 1% of rows taking 50-90% of the accesses (cache level, int32);
-per-DPU load PNGs per level (``--out``).
+5. skew: the hottest 1% of rows taking 50-90% of the accesses (cache level, int32).
+
+Per-DPU load PNGs per level go to ``--out``.
 
 Usage: ``python benchmarks/eval_partitioner.py [--quick] [--measure-cpu] [--out DIR] [--json FILE]``
 """
