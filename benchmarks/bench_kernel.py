@@ -23,9 +23,9 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
 Each timed run cycles through enough distinct batches (>= 2 M lookups) that no batch is still in
 cache when it comes back. The contenders take turns (one run each per round, in an order
 shuffled every round; first round a warm-up) and every cell is the median of --repeats rounds.
-Before each point the script waits (up to 30 s) for other processes to use < 0.3 cores; a point during which they used more than
-0.25 cores is re-measured up to --retries times, the quietest try is kept, and its foreign load
-is printed (flagged "*" if still above 0.25).
+Before each point the script waits (up to 30 s) for other processes to use < 0.3 cores; a point
+during which they used more than 0.25 cores is re-measured up to --retries times, the quietest
+try is kept, and its foreign load is printed (flagged "*" if still above 0.25).
 
 Example (the issue's configuration, 4.1 GB of tables):
     python benchmarks/bench_kernel.py --rows 2000000
