@@ -35,7 +35,7 @@ from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
 from updlrm.pim.plan import TableSpec
 from updlrm.pim.profile import build_profile
-from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, sample_rows
+from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
 
 DIM = 64
 # sequential read bandwidth of this VM, 2 threads (reference/baselines.md headline table)
@@ -92,16 +92,11 @@ def validation_rows() -> list[tuple[str, float, str, str]]:
 
 def make_batch(rows: list[int], batch: int, pooling: tuple[int, int], skewed: bool, rng: np.random.Generator,
                top1_share: float | None = None):
-    """Per-table indices and B+1 offsets; bag sizes uniform in ``pooling`` (inclusive);
-    ``top1_share``: the power law's share of accesses to the hottest 1% of rows (None: ~50%)."""
-    idx, off = [], []
-    for t, n in enumerate(rows):
-        sizes = rng.integers(pooling[0], pooling[1] + 1, size=batch)
-        o = np.zeros(batch + 1, np.int64)
-        np.cumsum(sizes, out=o[1:])
-        idx.append(sample_rows(n, int(o[-1]), rng, skewed=skewed, salt=t, top1_share=top1_share))
-        off.append(o)
-    return idx, off
+    """Per-table indices and B+1 offsets of ``random_batch`` (bag sizes uniform in ``pooling``,
+    inclusive; ``top1_share``: the power law's share of accesses to the hottest 1% of rows, None: ~50%)."""
+    specs = [TableSpec(f"C{t + 1}", n, DIM) for t, n in enumerate(rows)]
+    sparse = random_batch(specs, batch, pooling=pooling, skewed=skewed, rng=rng, top1_share=top1_share)
+    return list(sparse.indices), list(sparse.offsets)
 
 
 def cpu_only_seconds(cost: CostModel, idx: list[np.ndarray]) -> float:
@@ -111,20 +106,18 @@ def cpu_only_seconds(cost: CostModel, idx: list[np.ndarray]) -> float:
 def measure_cpu_rate(rows: list[int], pooling: tuple[int, int], repeats: int = 5) -> float:
     """Lookups/s of updlrm's CPU kernel on this machine: the model's tables capped at 2 M rows."""
     from updlrm.embedding_bag import embedding_bags
-    from updlrm.sparse import SparseBatch
     from updlrm.tables import EmbeddingTable
     capped = [min(n, 2_000_000) for n in rows]
     rng = np.random.default_rng(7)
     tables = [EmbeddingTable(f"C{i}", rng.random((n, DIM), dtype=np.float32)) for i, n in enumerate(capped)]
-    idx, off = make_batch(capped, 4096, pooling, True, rng)
-    batch = SparseBatch.from_jagged(idx, off, include_last_offset=True)
+    batch = random_batch(tables, 4096, pooling=pooling, skewed=True, rng=rng)
     embedding_bags(tables, batch)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         embedding_bags(tables, batch)
         times.append(time.perf_counter() - t0)
-    return sum(len(i) for i in idx) / float(np.median(times))
+    return batch.num_lookups / float(np.median(times))
 
 
 def server_cost(cost: CostModel, scale: float) -> CostModel:

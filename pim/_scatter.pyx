@@ -162,7 +162,7 @@ cdef int64_t _open_table(int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, int64_t
     ``icur`` on: one job per segment with sub-bags, in segment order, whose counts in the scratch
     become each segment's first sub-bag and index (the fill cursors). Returns the new job count,
     and the table's end cursors in ``bend`` / ``iend``. Raises :class:`CapacityError` if the CSR
-    arrays are too small (the caller grows them and retries)."""
+    arrays are too small (the caller sizes them from the batch: this guards a wrong size)."""
     cdef int64_t s, k, subbags = 0, nnz = 0, touched = 0
     _count_totals(seg_subbags, seg_nnz, n_segs, &subbags, &nnz, &touched)
     if (js + touched > job_seg.shape[0] or js + touched + 1 > job_bag_ptr.shape[0]

@@ -90,7 +90,8 @@ def random_batch(tables: Sequence[EmbeddingTable], batch_size: int, *,
                  pooling: int | tuple[int, int] = 1, skewed: bool = False,
                  rng: np.random.Generator | None = None,
                  index_dtype: np.dtype = np.int64, top1_share: float | None = None) -> SparseBatch:
-    """One batch of bags for ``tables``: ``pooling`` indices per bag, or a random count in the
+    """One batch of bags for ``tables`` (anything with ``rows`` and ``weighted``: tables or the
+    partitioner's ``TableSpec``): ``pooling`` indices per bag, or a random count in the
     inclusive range ``(lo, hi)``; weighted tables get U(0, 1) per-sample weights. ``skewed``
     accesses send ``top1_share`` (default ~50%) of them to the hottest 1% of rows."""
     rng = rng if rng is not None else np.random.default_rng(0)
