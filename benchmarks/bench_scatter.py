@@ -52,9 +52,8 @@ def measure(plan, specs, batches, threads: int, repeats: int) -> tuple[float, di
             t0 = time.perf_counter()
             jobs = scatter(batch)
             times.append(time.perf_counter() - t0)
-        whole = np.isin(scatter.segs.table[jobs.seg], list(scatter.whole))
         counts = {"routed": jobs.reads_routed, "copied": jobs.lookups_copied,
-                  "partials": int(jobs.n_bags[~whole].sum()), "host_rows": jobs.lookups_to_host}
+                  "partials": jobs.partials_routed, "host_rows": jobs.lookups_to_host}
     finally:
         scatter.close()
     return statistics.median(times), counts

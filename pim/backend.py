@@ -163,7 +163,6 @@ class PimBackend:
         self._scatter = BatchScatter(plan, self.tables, threads=self.scatter_threads)
         self._hybrid = self._scatter.hybrid
         self._segs = self._scatter.segs
-        self._whole = self._scatter.whole
         self._stacked = self._scatter.stacked
         self._ops = {t: self._op(self.tables[t]) for t in self._pim}
         dims = [self.tables[t].dim for t in self._pim]
@@ -475,7 +474,7 @@ class PimBackend:
             transfers=counters.transfers, tasklet_counters=counters.last_launch if launches == 1 else None)
         work.host_copy_lookups = jobs.lookups_copied
         work.host_row_lookups = jobs.lookups_to_host
-        work.host_partials = float(jobs.n_bags[~np.isin(self._segs.table[jobs.seg], list(self._whole))].sum())
+        work.host_partials = float(jobs.partials_routed)
         work.cpu_lookup_units = self._units(batch, self._cpu) + self._host_units(jobs)
         if self._hybrid:
             work.host_reduce_bytes = float(work.pull_bytes.sum()) + self.plan.host_add_bytes(batch.batch_size)

@@ -92,6 +92,7 @@ class Jobs:
     reads_routed: int        # reads routed one by one (per index and column slice, after the cache)
     lookups_copied: int      # indices of whole tables, copied as they are
     lookups_to_host: int     # indices of hybrid tables routed to the host (cold rows)
+    partials_routed: int     # sub-bags (partial sums) of the routed tables' jobs
     cache_hits: int
     reads_saved: int
     host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # hybrid table -> its host bags
@@ -231,7 +232,7 @@ class BatchScatter:
         self._each(count, order)
         starts: dict[int, tuple[int, int, int]] = {}
         n_jobs = n_bags = nnz = 0
-        n_routed = copied = to_host = hits = saved = 0
+        n_routed = copied = to_host = partials = hits = saved = 0
         host: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         for t in self.pim:   # jobs in table order, whoever fills them
             starts[t] = (n_jobs, n_bags, nnz)
@@ -242,6 +243,7 @@ class BatchScatter:
                 continue
             host_out, (m, h, sv, n_host) = counted[t][2], counted[t][3]
             n_routed += m
+            partials += sizes[1]
             to_host += n_host
             hits += h
             saved += sv * self.routes[t].n_slices
@@ -251,4 +253,4 @@ class BatchScatter:
                            batch.weights[t][host_out[2][:n_host]] if self.tables[t].weighted else None)
         self._each(fill, order)
         return Jobs(seg[:n_jobs], bag_ptr[:n_jobs + 1], off[:n_bags + 1], idx[:nnz], w[:nnz] if weighted else None,
-                    bag_row[:n_bags], n_routed, copied, to_host, hits, saved, host)
+                    bag_row[:n_bags], n_routed, copied, to_host, partials, hits, saved, host)

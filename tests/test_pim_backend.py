@@ -132,7 +132,7 @@ def test_whole_tables_are_copied_without_a_row_map(tables, profile, cpu, cpu_abs
     # 4 MiB per DPU: every table (sum, mean, max, weighted) fits one tile, replicated by bag ranges
     backend = PimBackend(planner_config=config("popularity", mram_bytes=(8 << 20) + (4 << 20)), cpu_fallback=False)
     backend.load(tables, profile=profile)
-    assert sorted(backend._whole) == list(range(len(tables)))
+    assert sorted(backend._scatter.whole) == list(range(len(tables)))
     assert max(tp.n_groups for tp in backend.plan.tables) == 1 and backend.plan.tables[0].group_replicas[0] > 1
     for batch in batches(tables, seed=13):
         assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
@@ -145,7 +145,7 @@ def test_whole_tables_are_copied_without_a_row_map(tables, profile, cpu, cpu_abs
     plan.validate()
     shared = PimBackend(plan=plan, cpu_fallback=False)
     shared.load(tables)
-    assert 3 in shared._whole and len(set(shared._segs.tile_seg[shared._whole[3]].tolist())) < len(shared._whole[3])
+    assert 3 in shared._scatter.whole and len(set(shared._segs.tile_seg[shared._scatter.whole[3]].tolist())) < len(shared._scatter.whole[3])
     for batch in batches(tables, seed=14):
         assert_fp32_close(shared.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
     shared.close()
@@ -409,8 +409,11 @@ def test_scatter_threads_give_the_same_jobs(backends, tables):
             reads = np.repeat(weighted, a.off[a.bag_ptr[1:]] - a.off[a.bag_ptr[:-1]])
             np.testing.assert_array_equal(a.w[reads], b.w[reads])
             assert reads.any()
-            assert (a.reads_routed, a.lookups_copied, a.cache_hits, a.reads_saved) == \
-                   (b.reads_routed, b.lookups_copied, b.cache_hits, b.reads_saved)
+            assert (a.reads_routed, a.lookups_copied, a.cache_hits, a.reads_saved, a.partials_routed) == \
+                   (b.reads_routed, b.lookups_copied, b.cache_hits, b.reads_saved, b.partials_routed)
+            # the partial sums of the tables that are not copied whole: their jobs' sub-bags
+            routed = ~np.isin(one.segs.table[a.seg], list(one.whole))
+            assert a.partials_routed == int(a.n_bags[routed].sum()) > 0
             assert a.host.keys() == b.host.keys()
             for t in a.host:
                 for x, y in zip(a.host[t], b.host[t]):
