@@ -40,6 +40,17 @@ ctypedef fused index_t:
     int64_t
 
 
+cdef inline double _bag_pos(const index_t[::1] off, int64_t b, int64_t n_bags, bint by_lookups) noexcept nogil:
+    """Where bag ``b`` lies in its batch, in [0, 1), for the replica cuts: its index position
+    ``(b + 0.5) / B``, or with ``by_lookups`` the middle of its indices within the batch's
+    indices, so that each replica gets its share of the *lookups* whatever the bags' sizes (the
+    bag position when the batch has no indices)."""
+    cdef int64_t total = off[n_bags] - off[0]
+    if not by_lookups or total <= 0:
+        return (b + 0.5) / n_bags
+    return (off[b] - off[0] + 0.5 * (off[b + 1] - off[b])) / total
+
+
 cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows, bint use_cache,
                     const int32_t[::1] row_cache, const int64_t[::1] cache_ptr,
                     const int64_t[::1] cache_rows, const int32_t[:, ::1] row_loc,
@@ -51,7 +62,7 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
                     int64_t[::1] entry_count, int64_t[::1] entry_emitted, int64_t[::1] replica_at,
                     int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag,
                     int64_t[::1] out_pos, int64_t[::1] host_idx, int64_t[::1] host_off,
-                    int64_t[::1] host_pos, int64_t *hits_out, int64_t *saved_out,
+                    int64_t[::1] host_pos, bint by_lookups, int64_t *hits_out, int64_t *saved_out,
                     int64_t *host_out) noexcept nogil:
     cdef int64_t n_bags = off.shape[0] - 1, ahead = off[n_bags] - ROUTE_PREFETCH
     cdef int64_t m = 0, h = 0, hits = 0, saved = 0, b, i, p, r, e, g, lo, hi, base, j, stamp, local, nxt
@@ -60,7 +71,7 @@ cdef int64_t _route(const index_t[::1] idx, const index_t[::1] off, int64_t num_
     cdef bint consumed, write_pos = out_pos.shape[0] > 0, compact = dpu_bits.shape[0] > 0
     for b in range(n_bags):
         stamp = b + 1
-        pos = (b + 0.5) / n_bags
+        pos = _bag_pos(off, b, n_bags, by_lookups)
         host_off[b] = h
         if use_cache:
             # which cache entries have all their members in this bag (each member counted once)
@@ -194,8 +205,9 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
           const int64_t[::1] replica_ptr, const double[::1] replica_cut,
           const int64_t[::1] group_ptr, const int32_t[::1] group_tiles, int64_t n_slices,
           int32_t[::1] out_tile, int32_t[::1] out_local, int32_t[::1] out_bag, int64_t[::1] out_pos,
-          int64_t[::1] host_idx, int64_t[::1] host_off, int64_t[::1] host_pos):
-    """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule.
+          int64_t[::1] host_idx, int64_t[::1] host_off, int64_t[::1] host_pos, bint by_lookups=False):
+    """Route one table's bags (``off`` in ``B+1`` form) by the plan's rule (replicas split the
+    bags by lookups when ``by_lookups``, else by bag count: ``TablePlan.split_by``).
 
     ``row_loc[r]`` is ``(row_group[r], row_local[r])`` (one cache line per row read); or, when
     ``dpu_bits`` is given (a table without cache whose rows are mostly host-resident: the map
@@ -245,7 +257,7 @@ def route(const index_t[::1] idx, const index_t[::1] off, int64_t num_rows,
         m = _route(idx, off, num_rows, use_cache, row_cache, cache_ptr, cache_rows, row_loc,
                    dpu_bits, dpu_rank, replica_ptr, replica_cut, group_ptr, group_tiles, n_slices,
                    member_stamp, member_used, entry_stamp, entry_count, entry_emitted, replica_at,
-                   out_tile, out_local, out_bag, out_pos, host_idx, host_off, host_pos,
+                   out_tile, out_local, out_bag, out_pos, host_idx, host_off, host_pos, by_lookups,
                    &hits, &saved, &n_host)
     return int(m), int(hits), int(saved), int(n_host)
 
@@ -335,7 +347,7 @@ def fill_jobs(int64_t m, const int32_t[::1] tile, const int32_t[::1] local, cons
 
 def copy_count(const index_t[::1] off, const double[::1] replica_cut, const int32_t[::1] replica_tile,
                const int32_t[::1] tile_seg, int64_t seg_lo, int64_t seg_hi, int64_t[::1] rep_first_bag,
-               int64_t[::1] seg_subbags, int64_t[::1] seg_nnz):
+               int64_t[::1] seg_subbags, int64_t[::1] seg_nnz, bint by_lookups=False):
     """:func:`count_jobs` for a *whole* table: one row group whose local rows are the table's
     rows, one column slice, no cache, no host rows. Replica ``j`` (tile ``replica_tile[j]``)
     serves a contiguous range of bags (the rule's cuts), so its bags go to the job of its segment
@@ -354,7 +366,7 @@ def copy_count(const index_t[::1] off, const double[::1] replica_cut, const int3
         b = 0
         for j in range(n_rep):
             rep_first_bag[j] = b
-            while b < n_b and (j == n_rep - 1 or (b + 0.5) / n_b < replica_cut[j]):
+            while b < n_b and (j == n_rep - 1 or _bag_pos(off, b, n_b, by_lookups) < replica_cut[j]):
                 b += 1
         rep_first_bag[n_rep] = n_b
         for s in range(n_segs):

@@ -45,7 +45,7 @@ import numpy as np
 from updlrm.errors import CapacityError, InvalidInputError
 
 from .cost_model import DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
-from .plan import VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
+from .plan import SPLIT_BY, VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
 from .plot import write_load_png
 from .profile import AccessProfile
 
@@ -99,6 +99,9 @@ class PlannerConfig:
         fewer_dpus: also plan on 1/2 and 1/4 of the DPUs (whole ranks, at least 4) and keep the
             modelled-fastest: more DPUs mean more row groups, so more partial sums to scatter,
             pull and add, which can cost the host more than the extra DPUs save.
+        split_by: how the replicas of a group split each batch: ``"bags"`` (each gets its share
+            of the bags), ``"lookups"`` (its share of the lookups) or ``"auto"``: whichever
+            leaves the plan's critical stages less per-batch noise (:func:`_split_by`).
         cost: the cost model.
     """
 
@@ -127,6 +130,7 @@ class PlannerConfig:
     hybrid_tables: Mapping[str, float] | None = None
     improve_iters: int = 4000
     fewer_dpus: bool = True
+    split_by: str = "auto"
     cost: CostModel = field(default_factory=CostModel)
 
     @property
@@ -145,6 +149,8 @@ class PlannerConfig:
         if self.value_mode not in ("fp32", "int32"):
             raise InvalidInputError(f"value_mode must be 'fp32' or 'int32', got {self.value_mode!r}")
         Level(self.level)
+        if self.split_by not in ("auto", *SPLIT_BY):
+            raise InvalidInputError(f"split_by must be 'auto', 'bags' or 'lookups', got {self.split_by!r}")
         if any(not 0 < share <= 1 for share in self.hybrid_row_shares):
             raise InvalidInputError(f"hybrid_row_shares must lie in (0, 1], got {self.hybrid_row_shares}")
 
@@ -656,7 +662,41 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
             plan.nr_dpus = cfg.nr_dpus      # the other DPUs stay idle (they cost nothing)
             best, best_n = plan, n
     best.notes["dpus_planned"] = best_n
+    split = cfg.split_by if cfg.split_by != "auto" else _split_by(best, profile)
+    for tp in best.tables:
+        tp.split_by = split
     return best
+
+
+def _split_by(plan: Plan, profile: AccessProfile | None) -> str:
+    """``"bags"`` or ``"lookups"``: the split of each batch among replicas that costs ``plan``
+    less on real batches, whose bag sizes vary around the profile's.
+
+    Split by bags, each replica files a fixed number of partial sums but reads as many rows as
+    its bags hold: the DPUs' reads (kernel, index push) vary. Split by lookups, the reads are
+    fixed and the partial sums (pull) vary. Either way a DPU's relative spread is about
+    ``cv / sqrt(bags it serves)`` (``cv``: the bag lengths' coefficient of variation in the
+    profile) and the slowest of ``n`` DPUs lies about ``sqrt(2 ln n)`` spreads above the mean; the
+    split whose varying stages cost less extra time wins (the kernel only counts where it
+    would outlast the CPU-side tables). On the Criteo plans of ``docs/cost_model.md``: fp32 values
+    (kernel-bound) 43.0 -> 41.6 ms split by lookups; int32 (pull-bound) 34.7 ms by bags, 35.0 by
+    lookups. Bags when nothing is known (fixed-size bags: both splits are the same)."""
+    pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
+    if profile is None or not pim:
+        return "bags"
+    lookups = np.array([profile[t].lookups for t in pim], np.float64)
+    cv = float(np.average([profile[t].bag_length_cv for t in pim], weights=lookups)) if lookups.sum() else 0.0
+    bags = plan.expected_work().bags
+    active = bags[bags > 0]
+    if cv <= 0 or not active.size:
+        return "bags"
+    spread = math.sqrt(2 * math.log(max(active.size, 2))) * cv / math.sqrt(float(active.mean()))
+    st = plan.predicted
+    kernel, cpu = st["kernel"], st["cpu_tables"]
+    by_bags = max(kernel * (1 + spread), cpu) - max(kernel, cpu) + spread * st["h2d"]
+    by_lookups = spread * st["d2h"]
+    plan.notes["split_spread"] = spread
+    return "lookups" if by_lookups < by_bags else "bags"
 
 
 def _fewer_dpu_counts(cfg: PlannerConfig) -> list[int]:
@@ -950,7 +990,7 @@ class _Groups:
         rep = rep_first[t_group] + t_rindex
         unit = np.array([units[g][j] for g, j in zip(t_group, t_slice)]).reshape(-1, 3)
         share = 1.0 / np.asarray(self.replicas, np.float64)[rep_group]
-        share = _balance_shares(unit.sum(axis=1), dpu, rep, rep_group, share, cfg.nr_dpus)
+        share = _balance_shares(unit, dpu, rep, rep_group, share, cfg.nr_dpus, cfg.batch_size)
         return self._tiles(tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, cfg.batch_size,
                            cfg.nr_dpus)
 
@@ -1034,19 +1074,12 @@ class _Groups:
             tp.group_tiles = np.empty(int(tp.group_ptr[-1]), np.int32)
             tp.replica_ptr = np.concatenate([[0], np.cumsum(reps.astype(np.int64))])
             r0 = rep_first[gid0]
-            s = share[r0:r0 + int(reps.sum())]
-            cut = np.empty(len(s))
+            bags = np.rint(share[r0:r0 + int(reps.sum())] * batch)   # whole bags already
+            cut = np.empty(len(bags))
             for g in range(n_groups):
                 lo, hi = tp.replica_ptr[g], tp.replica_ptr[g + 1]
-                # whole bags of the reference batch (largest remainder), so the expectation holds
-                want = s[lo:hi] / s[lo:hi].sum() * batch
-                bags = np.floor(want)
-                short = int(batch - bags.sum())
-                bags[np.argsort(bags - want, kind="stable")[:short]] += 1
-                s[lo:hi] = bags / batch
-                cut[lo:hi] = np.cumsum(bags) / batch
+                cut[lo:hi] = np.cumsum(bags[lo:hi]) / batch
                 cut[hi - 1] = 1.0
-            share[r0:r0 + len(s)] = s
             tp.replica_cut = cut
         tiles: list[Tile] = []
         offset = np.zeros(nr_dpus, np.int64)
@@ -1065,28 +1098,103 @@ class _Groups:
         return tiles
 
 
-def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
-                    share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
-    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out.
+def _column_means(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
+    """Per column of ``unit`` ([tiles, k] modelled seconds of each tile's whole group), the mean
+    load of a DPU that holds tiles. It does not depend on ``share`` (any shares adding up to 1 in
+    every group): dividing by it makes a perfectly balanced plan carry 1.0 per DPU and column."""
+    active = max(int(np.count_nonzero(np.bincount(dpu, minlength=nr_dpus))), 1)
+    return (unit * share[rep][:, None]).sum(axis=0) / active
 
-    Multiplicative updates: a replica on a DPU above the mean load loses share, one below gains,
-    then shares are renormalised within the group (a replica's load is its share times the
-    group's full load; a replica cut into column slices follows its most loaded slice).
+
+def _normalised(unit: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``unit / mean`` per column (a column without load stays 0)."""
+    return np.divide(unit, mean, out=np.zeros_like(unit), where=mean > 0)
+
+
+def _dpu_loads(unit_n: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
+    """``[nr_dpus, k]`` loads of the tiles with their replicas' bag shares."""
+    k = unit_n.shape[1]
+    flat = (dpu[:, None] * k + np.arange(k)).ravel()
+    return np.bincount(flat, weights=(unit_n * share[rep][:, None]).ravel(), minlength=nr_dpus * k).reshape(nr_dpus, k)
+
+
+def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
+                    share: np.ndarray, nr_dpus: int, batch: int) -> np.ndarray:
+    """Bag shares of each group's replicas that even out the DPUs, in whole bags of the
+    ``batch``-bag reference batch: ``unit`` ([tiles, 3]: modelled kernel, push and pull seconds of
+    each tile's whole group) is evened out as it is (every stage balanced, :func:`_even_out`) and
+    as one summed load per DPU; the shares whose slowest DPUs' seconds, summed over the stages,
+    are lowest are kept. Per stage was better on a Criteo plan (kernel 1.067 -> 1.026 max/mean),
+    the sum on small test plans where the kernel dwarfs the transfers."""
+    def slowest(s: np.ndarray) -> float:
+        return float(_dpu_loads(unit, dpu, rep, s, nr_dpus).max(axis=0).sum())
+
+    tried = []
+    for cols in (unit, unit.sum(axis=1, keepdims=True)):
+        even = _even_out(cols, dpu, rep, rep_group, share, nr_dpus)
+        tried.append(_whole_bag_shares(cols, dpu, rep, rep_group, even, batch, nr_dpus))
+    return min(tried, key=slowest)
+
+
+def _even_out(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
+              share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
+    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out in every
+    column of ``unit`` ([tiles, k]).
+
+    Multiplicative updates on the loads normalised per column (:func:`_column_means`): a
+    replica on a DPU whose most loaded column is above the mean loses share, one below gains, then
+    shares are renormalised within the group (a replica cut into column slices follows its most
+    loaded slice). Keeps the shares with the lowest sum of the columns' maxima (seconds).
     """
     n_groups = int(rep_group.max()) + 1 if len(rep_group) else 0
     multi = np.bincount(rep_group, minlength=n_groups)[rep_group] > 1
+    mean = _column_means(unit, dpu, rep, share, nr_dpus)
+    unit_n = _normalised(unit, mean)
     best, best_peak = share.copy(), np.inf
     for _ in range(iters):
-        dpu_load = np.bincount(dpu, weights=unit * share[rep], minlength=nr_dpus)
-        peak = dpu_load.max()
+        load = _dpu_loads(unit_n, dpu, rep, share, nr_dpus)
+        peak = float(load.max(axis=0) @ mean)     # the slowest DPU's seconds, summed over the columns
         if peak < best_peak:
             best, best_peak = share.copy(), peak
+        pressure = load.max(axis=1)
         rep_load = np.zeros(len(share))
-        np.maximum.at(rep_load, rep, dpu_load[dpu])
-        factor = np.where(multi, (dpu_load.mean() / np.maximum(rep_load, 1e-300)) ** step, 1.0)
+        np.maximum.at(rep_load, rep, pressure[dpu])
+        factor = np.where(multi, np.maximum(rep_load, 1e-300) ** -step, 1.0)
         share = share * factor
         share /= np.bincount(rep_group, weights=share, minlength=n_groups)[rep_group]
     return best
+
+
+def _whole_bag_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
+                      share: np.ndarray, batch: int, nr_dpus: int) -> np.ndarray:
+    """``share`` rounded to whole bags of a ``batch``-bag reference batch (so the planner's
+    expectation is what routing that batch does): every replica gets the floor of its bags, then
+    each group, heaviest first, gives its remaining bags one at a time to the replica whose DPU
+    is least loaded so far (its most loaded column, normalised as in :func:`_even_out`).
+    Rounding each group on its own (largest remainder) left the DPUs 2.7% apart on a Criteo
+    plan balanced to 0.1%."""
+    n_rep = len(share)
+    n_groups = int(rep_group.max()) + 1 if n_rep else 0
+    bags = np.floor(share * batch + 1e-9)
+    short = np.rint(batch - np.bincount(rep_group, weights=bags, minlength=n_groups)).astype(np.int64)
+    unit_n = _normalised(unit, _column_means(unit, dpu, rep, share, nr_dpus)) / batch   # a bag's, per tile and column
+    load = _dpu_loads(unit_n, dpu, rep, bags, nr_dpus)
+    by_rep = np.argsort(rep, kind="stable")         # a group's tiles: [replicas, slices] in this order
+    rep_ptr = np.searchsorted(rep_group, np.arange(n_groups + 1))
+    tile_ptr = np.searchsorted(rep[by_rep], rep_ptr)
+    group_load = np.bincount(rep_group[rep[by_rep]], weights=unit_n[by_rep].sum(axis=1), minlength=n_groups)
+    for g in np.argsort(-group_load, kind="stable"):
+        if short[g] <= 0:
+            continue
+        tiles = by_rep[tile_ptr[g]:tile_ptr[g + 1]]
+        n_r = int(rep_ptr[g + 1] - rep_ptr[g])
+        for _ in range(int(short[g])):
+            after = (load[dpu[tiles]] + unit_n[tiles]).max(axis=1).reshape(n_r, -1).max(axis=1)
+            r = int(np.argmin(after))
+            bags[rep_ptr[g] + r] += 1
+            t = tiles.reshape(n_r, -1)[r]
+            np.add.at(load, dpu[t], unit_n[t])
+    return bags / batch
 
 
 def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: PlannerConfig,

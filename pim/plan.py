@@ -12,9 +12,14 @@ What an executor needs, per table placed on the DPUs (``TablePlan.placement == "
 * group ``g`` has ``group_replicas[g]`` replicas; its tiles are
   ``group_tiles[group_ptr[g] + replica * n_slices + slice]`` (indices into ``Plan.tiles``).
   Replicas split the bags of a batch into contiguous ranges: replica ``j`` of group ``g`` serves
-  the bags ``b`` with ``replica_cut[replica_ptr[g] + j - 1] <= (b + 0.5) / B <
-  replica_cut[replica_ptr[g] + j]`` (cuts are cumulative shares, the last one is 1), so shares
-  need not be equal: the planner sizes them to balance the DPUs.
+  the bags ``b`` with ``replica_cut[replica_ptr[g] + j - 1] <= pos(b) < replica_cut[replica_ptr[g] + j]``
+  (cuts are cumulative shares, the last one is 1), so shares need not be equal: the planner sizes
+  them to balance the DPUs. ``pos(b)`` is where the bag lies in its batch, by the table's
+  ``split_by``: ``"bags"``, its bag position ``(b + 0.5) / B`` (each replica gets its share of
+  the bags, so of the partial sums to pull); ``"lookups"``, the middle of its indices,
+  ``(offsets[b] + offsets[b+1]) / 2 / offsets[B]`` (offsets from 0; each replica gets its share of
+  the lookups, so of the DPU reads, whatever the bags' sizes; the bag position if the batch has no
+  indices).
 * a :class:`Tile` says on which DPU it lives, at which MRAM offset (bytes from the start of the
   table region, which is ``[0, Plan.table_region_bytes)``; the kernel's I/O buffers live above it),
   and its row stride (bytes, multiple of 8). Local row ``l`` of a tile is at
@@ -51,7 +56,8 @@ from .cost_model import BatchWork, CostModel, StageTimes
 from .profile import read_versioned_json, write_versioned
 
 PLAN_FORMAT = "updlrm.pim_plan"
-PLAN_VERSION = 2     # 2: hybrid tables (row_group == -1: host-resident rows)
+PLAN_VERSION = 2     # 2: hybrid tables (row_group == -1: host-resident rows); optional split_by
+SPLIT_BY = ("bags", "lookups")   # TablePlan.split_by; a plan without it splits by bags (any split is exact)
 VALUE_BYTES = 4     # fp32 and int32 values both take 4 bytes in MRAM
 
 # arrays of a TablePlan that live in the .npz, not the JSON
@@ -130,6 +136,7 @@ class TablePlan:
     cache_ptr: np.ndarray | None = None       # [n_cache + 1] int64
     cache_rows: np.ndarray | None = None      # member rows of every cache entry
     row_cache: np.ndarray | None = None       # [rows] int32, entry of each row or -1 (None: no cache)
+    split_by: str = "bags"                    # how replicas split a batch: "bags" or "lookups"
 
     @property
     def n_slices(self) -> int:
@@ -180,6 +187,7 @@ class TableRoute:
     replica_cut: np.ndarray
     group_ptr: np.ndarray
     group_tiles: np.ndarray
+    by_lookups: bool = False     # replicas split the bags by lookups (``TablePlan.split_by``)
 
     @classmethod
     def of(cls, tp: "TablePlan") -> "TableRoute":
@@ -203,7 +211,8 @@ class TableRoute:
                    i64(tp.cache_ptr) if cached else np.zeros(1, np.int64),
                    i64(tp.cache_rows) if cached else np.zeros(0, np.int64),
                    row_loc, bits, rank, i64(tp.replica_ptr),
-                   np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles))
+                   np.ascontiguousarray(tp.replica_cut, np.float64), i64(tp.group_ptr), i32(tp.group_tiles),
+                   tp.split_by == "lookups")
 
     def route(self, indices: np.ndarray, offsets: np.ndarray, out: Sequence[np.ndarray],
               host: Sequence[np.ndarray]) -> tuple[int, int, int, int]:
@@ -211,7 +220,7 @@ class TableRoute:
         (rows, offsets, pos); returns ``(m, cache_hits, reads_saved per slice, n_host)``."""
         return _scatter.route(indices, offsets, self.num_rows, self.row_cache, self.cache_ptr, self.cache_rows,
                               self.row_loc, self.dpu_bits, self.dpu_rank, self.replica_ptr, self.replica_cut,
-                              self.group_ptr, self.group_tiles, self.n_slices, *out, *host)
+                              self.group_ptr, self.group_tiles, self.n_slices, *out, *host, self.by_lookups)
 
 
 @dataclass
@@ -276,6 +285,8 @@ class Plan:
                 raise InvalidInputError(f"table {name!r}: row maps must have {n_all} entries")
             if tp.col_bounds[0] != 0 or tp.col_bounds[-1] != tp.spec.dim or np.any(np.diff(tp.col_bounds) <= 0):
                 raise InvalidInputError(f"table {name!r}: bad column bounds {tp.col_bounds}")
+            if tp.split_by not in SPLIT_BY:
+                raise InvalidInputError(f"table {name!r}: split_by {tp.split_by!r} is not one of {SPLIT_BY}")
             host = tp.row_group < 0
             if np.any(tp.row_group < -1) or int(host.sum()) != tp.n_host_rows or np.any(host[tp.spec.rows:]) or \
                np.any(tp.row_local[host] != -1):
@@ -494,7 +505,7 @@ class Plan:
         for i, tp in enumerate(self.tables):
             tables_meta.append({"spec": asdict(tp.spec), "placement": tp.placement,
                                 "value_mode": tp.value_mode, "col_bounds": list(map(int, tp.col_bounds)),
-                                "n_host_rows": int(tp.n_host_rows)})
+                                "n_host_rows": int(tp.n_host_rows), "split_by": tp.split_by})
             for name in _TABLE_ARRAYS:
                 arr = getattr(tp, name)
                 if arr is not None:
@@ -515,7 +526,8 @@ class Plan:
             for i, tm in enumerate(meta["tables"]):
                 arrays = {name: z[f"t{i}_{name}"] for name in _TABLE_ARRAYS if f"t{i}_{name}" in z}
                 tables.append(TablePlan(TableSpec(**tm["spec"]), tm["placement"], tm["value_mode"],
-                                        tm["col_bounds"], tm["n_host_rows"], **arrays))
+                                        tm["col_bounds"], tm["n_host_rows"], **arrays,
+                                        split_by=tm.get("split_by", "bags")))
         plan = cls(meta["level"], meta["nr_dpus"], meta["dpus_per_rank"], meta["mram_bytes"], meta["mram_reserve"],
                    meta["batch_size"], tables, [Tile(**t) for t in meta["tiles"]],
                    meta["predicted_modelled_s"], meta["notes"])

@@ -18,6 +18,7 @@ A profile is saved as ``<name>.json`` (metadata, versioned) beside ``<name>.npz`
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -118,6 +119,7 @@ class TableProfile:
         pairs, pair_counts: ``[P, 2]`` row pairs (hot rows only) and the number of bags that
             contain both, descending.
         pair_untracked_bound: upper bound on the bag count of any pair not in ``pairs``' pool.
+        bag_length_sq: sum of the squared bag lengths (0: not recorded).
     """
 
     name: str
@@ -131,6 +133,7 @@ class TableProfile:
     pairs: np.ndarray
     pair_counts: np.ndarray
     pair_untracked_bound: int = 0
+    bag_length_sq: int = 0
 
     @property
     def exact(self) -> bool:
@@ -140,6 +143,14 @@ class TableProfile:
     def mean_pooling(self) -> float:
         """Average indices per bag."""
         return self.lookups / self.bags if self.bags else 0.0
+
+    @property
+    def bag_length_cv(self) -> float:
+        """Standard deviation over mean of the bag lengths (0 when unknown or all equal)."""
+        mean = self.mean_pooling
+        if not mean or not self.bag_length_sq:
+            return 0.0
+        return math.sqrt(max(self.bag_length_sq / self.bags - mean * mean, 0.0)) / mean
 
     def estimate(self, rows: np.ndarray) -> np.ndarray:
         """Access counts of ``rows`` (exact, or a count-min upper estimate)."""
@@ -204,7 +215,8 @@ class AccessProfile:
         for i, t in enumerate(self.tables):
             meta_tables.append({"name": t.name, "num_rows": t.num_rows, "lookups": t.lookups,
                                 "bags": t.bags, "exact": t.exact,
-                                "pair_untracked_bound": t.pair_untracked_bound})
+                                "pair_untracked_bound": t.pair_untracked_bound,
+                                "bag_length_sq": t.bag_length_sq})
             arrays[f"t{i}_hot_rows"] = t.hot_rows
             arrays[f"t{i}_hot_counts"] = t.hot_counts
             arrays[f"t{i}_pairs"] = t.pairs
@@ -232,7 +244,8 @@ class AccessProfile:
                     counts=z[f"t{i}_counts"] if m["exact"] else None, sketch=sketch,
                     hot_rows=z[f"t{i}_hot_rows"], hot_counts=z[f"t{i}_hot_counts"],
                     pairs=z[f"t{i}_pairs"], pair_counts=z[f"t{i}_pair_counts"],
-                    pair_untracked_bound=m["pair_untracked_bound"]))
+                    pair_untracked_bound=m["pair_untracked_bound"],
+                    bag_length_sq=m.get("bag_length_sq", 0)))
         return cls(tables, meta["num_batches"], meta["params"])
 
 
@@ -356,6 +369,7 @@ def build_profile(samples: Sequence[Any], num_rows: Sequence[int], *, names: Seq
                 for t in range(nt)]
     lookups = [0] * nt
     bags = [0] * nt
+    length_sq = [0] * nt
     num_batches = 0
     for item in samples:                                   # pass 1: frequencies
         indices, offsets = _per_table_arrays(item, nt)
@@ -364,6 +378,8 @@ def build_profile(samples: Sequence[Any], num_rows: Sequence[int], *, names: Seq
             idx, off = _table_sample(indices[t], offsets[t], t, num_rows[t])
             lookups[t] += idx.size
             bags[t] += off.size - 1
+            lengths = np.diff(off).astype(np.int64)
+            length_sq[t] += int(lengths @ lengths)
             if counts[t] is not None:
                 counts[t] += np.bincount(idx, minlength=num_rows[t])
             else:
@@ -417,7 +433,7 @@ def build_profile(samples: Sequence[Any], num_rows: Sequence[int], *, names: Seq
         tables.append(TableProfile(
             name=names[t], num_rows=num_rows[t], lookups=lookups[t], bags=bags[t], counts=counts[t],
             sketch=sketches[t], hot_rows=rows, hot_counts=cnt, pairs=pairs.astype(np.int64),
-            pair_counts=vals[order].astype(np.int64), pair_untracked_bound=bound))
+            pair_counts=vals[order].astype(np.int64), pair_untracked_bound=bound, bag_length_sq=length_sq[t]))
     params = {"exact_limit": exact_limit, "top_k": top_k, "pair_rows": pair_rows, "max_pairs": max_pairs,
               "min_pair_count": min_pair_count, "sketch_width": sketch_width, "sketch_depth": sketch_depth,
               "seed": seed}

@@ -206,7 +206,8 @@ class BatchScatter:
             if t in self.whole:
                 rep_first = self._buffer(f"rep_first{t}", len(self.whole[t]) + 1, np.int64)
                 sizes = _scatter.copy_count(batch.offsets[t], self.routes[t].replica_cut, self.whole[t],
-                                            segs.tile_seg, segs.lo[t], segs.hi[t], rep_first, *scratch(t)[:2])
+                                            segs.tile_seg, segs.lo[t], segs.hi[t], rep_first, *scratch(t)[:2],
+                                            self.routes[t].by_lookups)
                 counted[t] = (sizes, rep_first)
             else:
                 reads, host_out, routed = self._route(t, batch)

@@ -40,7 +40,7 @@ def trace():
     return make_batches(2, 20)
 
 
-def config(level, **kw):
+def config(level=Level.POPULARITY, **kw):
     base = dict(nr_dpus=NR_DPUS, level=level, batch_size=BATCH, allow_cpu=False, max_col_parts=1, **SMALL_MRAM)
     base.update(kw)
     return PlannerConfig(**base)
@@ -297,12 +297,69 @@ def test_replicas_serve_contiguous_bag_ranges_given_by_their_cuts(plans, trace):
             tile = tiles[tile_id]
             lo_cut = 0.0 if tile.replica == 0 else tp.replica_cut[tp.replica_ptr[tile.group] + tile.replica - 1]
             hi_cut = tp.replica_cut[tp.replica_ptr[tile.group] + tile.replica]
+            assert tp.split_by == "bags"        # fixed-size bags: splitting by lookups is the same
             pos = (r.bag[r.tile == tile_id] + 0.5) / BATCH
             assert np.all((pos >= lo_cut) & (pos < hi_cut))
             assert tile.bag_share == pytest.approx(hi_cut - lo_cut)
             assert round(tile.bag_share * BATCH) == pytest.approx(tile.bag_share * BATCH)   # whole bags
             checked += tp.group_replicas[tile.group] > 1
     assert checked > 0
+
+
+def uneven_batch(seed):
+    """One batch of BATCH bags of 1-60 indices per table (power law)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 61, size=(len(ROWS), BATCH))
+    off = [np.concatenate([[0], np.cumsum(n)]) for n in lengths]
+    return [sample_rows(r, int(o[-1]), rng, skewed=True, salt=t) for t, (r, o) in enumerate(zip(ROWS, off))], off
+
+
+def replica_loads(plan, batch):
+    """Per replica of a group with siblings: (share, reads, bags served, the group's reads) on
+    ``batch``."""
+    idx, off = batch
+    out = []
+    for t, tp in enumerate(plan.tables):
+        r = plan.route(t, idx[t], off[t])
+        for g in np.flatnonzero(tp.group_replicas > 1):
+            tiles = [int(tp.group_tiles[tp.group_ptr[g] + j * tp.n_slices]) for j in range(tp.group_replicas[g])]
+            group_reads = int(np.isin(r.tile, tiles).sum())
+            for i in tiles:
+                mine = r.tile == i
+                out.append((plan.tiles[i].bag_share, int(mine.sum()), len(np.unique(r.bag[mine])), group_reads))
+    return out
+
+
+def test_replicas_split_by_lookups_read_their_share_of_the_lookups(profile):
+    """Split by lookups, a replica reads its share of its group's reads to within one bag,
+    whatever the bag sizes; split by bags, it serves its share of the bags. (Room for whole,
+    replicated tables: every bag then reaches one replica of every table.)"""
+    batch = uneven_batch(5)
+    roomy = dict(mram_bytes=24 << 20, level=Level.UNIFORM)
+    by_lookups = replica_loads(make_plan(SPECS, profile, config(split_by="lookups", **roomy)), batch)
+    by_bags = replica_loads(make_plan(SPECS, profile, config(split_by="bags", **roomy)), batch)
+    assert len(by_lookups) > 10 and len(by_bags) > 10
+    off_by_lookups = [abs(reads - share * group) for share, reads, _, group in by_lookups]
+    assert max(off_by_lookups) <= 60
+    assert all(abs(bags - share * BATCH) <= 1 for share, _, bags, _ in by_bags)
+    assert max(abs(reads - share * group) for share, reads, _, group in by_bags) > 2 * max(off_by_lookups)
+
+
+def test_split_follows_the_stage_that_batch_noise_would_slow():
+    """``split_by="auto"``: by lookups when the DPU kernel sets the batch time (its reads must not
+    vary), by bags when the pull of partial sums does; by bags for fixed-size bags."""
+    from updlrm.pim.partitioner import _split_by
+    uneven = build_profile([uneven_batch(s) for s in (6, 7)], ROWS)
+    plan = make_plan(SPECS, uneven, config(Level.POPULARITY))
+    kernel_bound = {"kernel": 5e-3, "cpu_tables": 0.0, "h2d": 0.3e-3, "d2h": 0.8e-3}
+    pull_bound = {"kernel": 1e-3, "cpu_tables": 4e-3, "h2d": 0.3e-3, "d2h": 3e-3}
+    plan.predicted = dict(kernel_bound)
+    assert _split_by(plan, uneven) == "lookups"
+    plan.predicted = dict(pull_bound)
+    assert _split_by(plan, uneven) == "bags"
+    plan.predicted = dict(kernel_bound)
+    assert _split_by(plan, build_profile(make_batches(1, 2), ROWS)) == "bags"    # fixed-size bags
+    assert _split_by(plan, None) == "bags"
 
 
 # ---- hybrid tables: hot rows on the DPUs, the cold tail on the host ---------------------------------

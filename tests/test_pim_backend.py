@@ -116,6 +116,16 @@ def test_fp32_matches_cpu_backend(backends, tables, cpu, cpu_abs, level):
         assert backend.plan.tables[0].n_cache > 0
 
 
+def test_fp32_matches_cpu_backend_with_replicas_split_by_lookups(tables, profile, cpu, cpu_abs):
+    backend = PimBackend(planner_config=config("popularity", split_by="lookups"), cpu_fallback=False)
+    backend.load(tables, profile=profile)
+    assert {tp.split_by for tp in backend.plan.tables} == {"lookups"}
+    assert max(int(tp.group_replicas.max()) for tp in backend.plan.tables) > 1    # there is a split
+    for batch in batches(tables, seed=12):
+        assert_fp32_close(backend.lookup(batch), cpu.lookup(batch), cpu_abs.lookup(abs_batch(batch)))
+    backend.close()
+
+
 def test_float16_tables(profile):
     tables = make_tables(seed=4, dtype=np.float16)
     backend = PimBackend(planner_config=config("cache"), cpu_fallback=False)
@@ -334,6 +344,14 @@ def test_plan_save_load_and_mismatch(tmp_path, tables, profile, cpu, cpu_abs):
         PimBackend(nr_dpus=8, planner_config=config("cache"))
 
 
+def bag_position(tp, offsets, b):
+    """Where bag ``b`` lies in its batch for the replica cuts (module doc of updlrm.pim.plan)."""
+    n_bags, total = len(offsets) - 1, int(offsets[-1] - offsets[0])
+    if tp.split_by == "bags" or total == 0:
+        return (b + 0.5) / n_bags
+    return (offsets[b] - offsets[0] + 0.5 * (offsets[b + 1] - offsets[b])) / total
+
+
 def reference_route(tp, indices, offsets):
     """The plan's routing rule (module doc of updlrm.pim.plan) in plain Python: per bag, sorted
     (tile, local row) reads and sorted host rows, plus the cache hits."""
@@ -355,7 +373,7 @@ def reference_route(tp, indices, offsets):
                 bag_host.append(r)
                 continue
             cuts = tp.replica_cut[tp.replica_ptr[g]:tp.replica_ptr[g + 1]]
-            j = int(np.flatnonzero(cuts > (b + 0.5) / n_bags)[0])
+            j = int(np.flatnonzero(cuts > bag_position(tp, offsets, b))[0])
             for s in range(tp.n_slices):
                 bag_reads.append((int(tp.group_tiles[tp.group_ptr[g] + j * tp.n_slices + s]), int(tp.row_local[r])))
         reads.append(sorted(bag_reads))
@@ -363,16 +381,19 @@ def reference_route(tp, indices, offsets):
     return reads, host, hits
 
 
+@pytest.mark.parametrize("split_by", ["bags", "lookups"])
 @pytest.mark.parametrize("hybrid", [False, True])
-def test_scatter_routes_by_the_plans_rule(backends, tables, profile, hybrid):
-    """The Cython routing (through Plan.route) against a plain-Python reading of the rule; hybrid
-    tables route through the compact row map (a bit per row, the DPU rows' places only)."""
+def test_scatter_routes_by_the_plans_rule(tables, profile, hybrid, split_by):
+    """The Cython routing (through Plan.route) against a plain-Python reading of the rule, with
+    replicas splitting batches by bags and by lookups; hybrid tables route through the compact row
+    map (a bit per row, the DPU rows' places only)."""
     if hybrid:
-        plan = make_plan(tables, profile, config("popularity", hybrid_tables=HYBRID))
+        plan = make_plan(tables, profile, config("popularity", hybrid_tables=HYBRID, split_by=split_by))
         compact = {t for t, tp in enumerate(plan.tables) if tp.placement == "pim" and TableRoute.of(tp).dpu_bits.size}
         assert compact == {0, 1, 3}
     else:
-        plan = backends("cache").plan
+        plan = make_plan(tables, profile, config("cache", split_by=split_by))
+    assert {tp.split_by for tp in plan.tables} == {split_by}
     for batch in batches(tables, seed=70):
         for t in range(len(tables)):
             got = plan.route(t, batch.indices[t], batch.offsets[t])

@@ -110,6 +110,18 @@ def test_save_load_round_trip(tmp_path, profile):
         np.testing.assert_array_equal(a.pairs, b.pairs)
         np.testing.assert_array_equal(a.estimate(np.arange(a.num_rows)), b.estimate(np.arange(b.num_rows)))
         assert a.pair_untracked_bound == b.pair_untracked_bound
+        assert a.bag_length_sq == b.bag_length_sq == a.bags * POOL ** 2
+
+
+def test_bag_length_variation(tmp_path):
+    # bags of 1 and 3 indices: mean 2, standard deviation 1
+    prof = build_profile([([np.array([0, 1, 2, 3])], [np.array([0, 1, 4])])], [4])
+    assert prof[0].mean_pooling == 2
+    assert prof[0].bag_length_cv == pytest.approx(0.5)
+    prof.save(tmp_path / "prof")
+    assert AccessProfile.load(tmp_path / "prof")[0].bag_length_cv == pytest.approx(0.5)
+    fixed = build_profile([([np.arange(4)], [np.array([0, 2, 4])])], [4])
+    assert fixed[0].bag_length_cv == 0
 
 
 def test_load_rejects_other_versions(tmp_path, profile):
