@@ -168,6 +168,7 @@ def plan_and_eval(specs, profile, cfg, cost, held_out, png=None) -> dict:
     res["planner_s"] = time.perf_counter() - t0
     hybrid = [tp for tp in plan.tables if tp.n_host_rows]
     res["hybrid_tables"] = f"{len(hybrid)} ({sum(tp.spec.rows - tp.n_host_rows for tp in hybrid):,})" if hybrid else "0"
+    res["split_by"] = next((tp.split_by for tp in plan.tables if tp.placement == "pim"), "-")
     # the hybrid tables' host rows read by the held-out batches: the planner's estimate is from the sample
     res["trace"]["host_row_share_of_hybrid_lookups"] = _host_share(plan, held_out)
     return res
@@ -187,16 +188,18 @@ def _host_share(plan, held_out) -> float | None:
 
 def fmt_row(name: str, r: dict) -> str:
     st, tr = r["modelled_s"], r["trace"]
-    return (f"| {name} | {len(r['tables_on_cpu'])} | {r['hybrid_tables']} | {r['active_dpus']} | {r['imbalance_elements']:.3f} / {r['imbalance_kernel']:.3f} | "
+    return (f"| {name} | {len(r['tables_on_cpu'])} | {r['hybrid_tables']} | {r['active_dpus']} | {r['split_by']} | "
+            f"{r['imbalance_elements']:.3f} / {r['imbalance_kernel']:.3f} | "
             f"{tr['imbalance_elements']:.3f} / {tr['imbalance_kernel']:.3f} | {tr['reads_saved_share']:.2%} | "
             f"{st['scatter'] * 1e3:.2f} | {st['h2d'] * 1e3:.2f} | {st['kernel'] * 1e3:.2f} | {st['d2h'] * 1e3:.2f} | "
             f"{st['reduce'] * 1e3:.2f} | {st['cpu_tables'] * 1e3:.2f} | {st['total'] * 1e3:.2f} | "
             f"{tr['modelled_total_s'] * 1e3:.2f} | {tr['cpu_only_modelled_s'] * 1e3:.2f} | {tr['modelled_speedup']:.2f}x |")
 
 
-HEADER = ("| config | tables on CPU | hybrid tables (rows on DPUs) | DPUs used | imbalance expected accesses / kernel | imbalance held-out accesses / kernel | "
+HEADER = ("| config | tables on CPU | hybrid tables (rows on DPUs) | DPUs used | replicas split by | "
+          "imbalance expected accesses / kernel | imbalance held-out accesses / kernel | "
           "reads saved by cache | scatter | h2d | kernel | d2h | reduce | CPU tables | total (expected) | "
-          "total (held-out) | CPU-only | speedup (held-out) |\n" + "|---" * 18 + "|")
+          "total (held-out) | CPU-only | speedup (held-out) |\n" + "|---" * 19 + "|")
 
 
 def main(argv: list[str] | None = None) -> int:

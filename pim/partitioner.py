@@ -652,25 +652,34 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
     """
     cfg = config or PlannerConfig()
     cfg.validate()
+
+    def noisy_total(plan: Plan) -> float:
+        split, extra = _batch_noise(plan, profile, cfg.split_by)
+        for tp in plan.tables:
+            tp.split_by = split
+        plan.notes["batch_noise_s"] = extra
+        return plan.predicted["total"] + extra
+
     best, best_n = _plan_on_count(tables, profile, cfg), cfg.nr_dpus
+    best_total = noisy_total(best)
     for n in _fewer_dpu_counts(cfg):
         try:
             plan = _plan_on_count(tables, profile, replace(cfg, nr_dpus=n))
         except CapacityError:
             break
-        if plan.predicted["total"] < best.predicted["total"]:
+        total = noisy_total(plan)
+        if total < best_total:
             plan.nr_dpus = cfg.nr_dpus      # the other DPUs stay idle (they cost nothing)
-            best, best_n = plan, n
+            best, best_n, best_total = plan, n, total
     best.notes["dpus_planned"] = best_n
-    split = cfg.split_by if cfg.split_by != "auto" else _split_by(best, profile)
-    for tp in best.tables:
-        tp.split_by = split
     return best
 
 
-def _split_by(plan: Plan, profile: AccessProfile | None) -> str:
-    """``"bags"`` or ``"lookups"``: the split of each batch among replicas that costs ``plan``
-    less on real batches, whose bag sizes vary around the profile's.
+def _batch_noise(plan: Plan, profile: AccessProfile | None, split_by: str = "auto") -> tuple[str, float]:
+    """How replicas should split each batch (``"bags"`` or ``"lookups"``; ``split_by`` if not
+    ``"auto"``) and the MODELLED seconds real batches then add to ``plan``'s expectation: their
+    bag sizes vary around the profile's, which the expectation ignores. Plans on different DPU
+    counts are compared with it (more DPUs serve fewer bags each, so vary more).
 
     Split by bags, each replica files a fixed number of partial sums but reads as many rows as
     its bags hold: the DPUs' reads (kernel, index push) vary. Split by lookups, the reads are
@@ -682,21 +691,22 @@ def _split_by(plan: Plan, profile: AccessProfile | None) -> str:
     (kernel-bound) 43.0 -> 41.6 ms split by lookups; int32 (pull-bound) 34.7 ms by bags, 35.0 by
     lookups. Bags when nothing is known (fixed-size bags: both splits are the same)."""
     pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
+    fallback = "bags" if split_by == "auto" else split_by
     if profile is None or not pim:
-        return "bags"
+        return fallback, 0.0
     lookups = np.array([profile[t].lookups for t in pim], np.float64)
     cv = float(np.average([profile[t].bag_length_cv for t in pim], weights=lookups)) if lookups.sum() else 0.0
     bags = plan.expected_work().bags
     active = bags[bags > 0]
     if cv <= 0 or not active.size:
-        return "bags"
+        return fallback, 0.0
     spread = math.sqrt(2 * math.log(max(active.size, 2))) * cv / math.sqrt(float(active.mean()))
     st = plan.predicted
     kernel, cpu = st["kernel"], st["cpu_tables"]
-    by_bags = max(kernel * (1 + spread), cpu) - max(kernel, cpu) + spread * st["h2d"]
-    by_lookups = spread * st["d2h"]
-    plan.notes["split_spread"] = spread
-    return "lookups" if by_lookups < by_bags else "bags"
+    extra = {"bags": max(kernel * (1 + spread), cpu) - max(kernel, cpu) + spread * st["h2d"],
+             "lookups": spread * st["d2h"]}
+    split = min(extra, key=extra.get) if split_by == "auto" else split_by
+    return split, extra[split]
 
 
 def _fewer_dpu_counts(cfg: PlannerConfig) -> list[int]:

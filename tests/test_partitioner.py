@@ -348,18 +348,23 @@ def test_replicas_split_by_lookups_read_their_share_of_the_lookups(profile):
 def test_split_follows_the_stage_that_batch_noise_would_slow():
     """``split_by="auto"``: by lookups when the DPU kernel sets the batch time (its reads must not
     vary), by bags when the pull of partial sums does; by bags for fixed-size bags."""
-    from updlrm.pim.partitioner import _split_by
+    from updlrm.pim.partitioner import _batch_noise
     uneven = build_profile([uneven_batch(s) for s in (6, 7)], ROWS)
     plan = make_plan(SPECS, uneven, config(Level.POPULARITY))
+    split, extra = _batch_noise(plan, uneven)
+    assert plan.notes["batch_noise_s"] == pytest.approx(extra) and extra > 0   # what the plan was chosen on
+    assert {tp.split_by for tp in plan.tables} == {split}
     kernel_bound = {"kernel": 5e-3, "cpu_tables": 0.0, "h2d": 0.3e-3, "d2h": 0.8e-3}
     pull_bound = {"kernel": 1e-3, "cpu_tables": 4e-3, "h2d": 0.3e-3, "d2h": 3e-3}
     plan.predicted = dict(kernel_bound)
-    assert _split_by(plan, uneven) == "lookups"
+    split, extra = _batch_noise(plan, uneven)
+    assert split == "lookups" and 0 < extra < 0.5 * 0.8e-3
+    assert _batch_noise(plan, uneven, "bags")[1] > extra       # a forced split costs what it costs
     plan.predicted = dict(pull_bound)
-    assert _split_by(plan, uneven) == "bags"
+    assert _batch_noise(plan, uneven)[0] == "bags"
     plan.predicted = dict(kernel_bound)
-    assert _split_by(plan, build_profile(make_batches(1, 2), ROWS)) == "bags"    # fixed-size bags
-    assert _split_by(plan, None) == "bags"
+    assert _batch_noise(plan, build_profile(make_batches(1, 2), ROWS)) == ("bags", 0.0)   # fixed-size bags
+    assert _batch_noise(plan, None) == ("bags", 0.0)
 
 
 # ---- hybrid tables: hot rows on the DPUs, the cold tail on the host ---------------------------------
