@@ -168,7 +168,6 @@ def plan_and_eval(specs, profile, cfg, cost, held_out, png=None) -> dict:
     res["planner_s"] = time.perf_counter() - t0
     hybrid = [tp for tp in plan.tables if tp.n_host_rows]
     res["hybrid_tables"] = f"{len(hybrid)} ({sum(tp.spec.rows - tp.n_host_rows for tp in hybrid):,})" if hybrid else "0"
-    res["split_by"] = next((tp.split_by for tp in plan.tables if tp.placement == "pim"), "-")
     # the hybrid tables' host rows read by the held-out batches: the planner's estimate is from the sample
     res["trace"]["host_row_share_of_hybrid_lookups"] = _host_share(plan, held_out)
     return res

@@ -1271,6 +1271,8 @@ class PlanReport:
     reads_saved: float
     cpu_only_s: float
     hybrid_tables: dict[str, int] = field(default_factory=dict)   # name -> rows on the DPUs
+    split_by: str = "bags"        # how replicas split a batch
+    batch_noise_s: float = 0.0    # what real batches' varying bag sizes add to the expectation
 
     @property
     def active_dpus(self) -> int:
@@ -1304,7 +1306,8 @@ class PlanReport:
                 "imbalance_kernel": self.imbalance_kernel,
                 "cache_hit_rate": self.cache_hit_rate, "reads_saved": self.reads_saved,
                 "modelled_s": dict(self.stages_s), "cpu_only_modelled_s": self.cpu_only_s,
-                "modelled_speedup_vs_cpu": self.speedup_vs_cpu}
+                "modelled_speedup_vs_cpu": self.speedup_vs_cpu, "split_by": self.split_by,
+                "batch_noise_s": self.batch_noise_s}
 
     def format(self) -> str:
         """A few lines for humans (every time labelled as modelled)."""
@@ -1319,6 +1322,8 @@ class PlanReport:
             f"imbalance (max/mean) reads {self.imbalance_reads:.3f}, values read {self.imbalance_elements:.3f}, "
             f"modelled kernel time {self.imbalance_kernel:.3f}",
             f"  cache: hit rate {self.cache_hit_rate:.2%} of lookups, {self.reads_saved:.0f} row reads saved per batch",
+            f"  replicas split each batch by {self.split_by}; real batches' bag sizes vary: MODELLED "
+            f"+{self.batch_noise_s * 1e3:.3f} ms on the slowest DPUs",
             "  MODELLED ms per batch: " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in st.items()),
             f"  MODELLED CPU-only {self.cpu_only_s * 1e3:.3f} ms -> speedup {self.speedup_vs_cpu:.2f}x",
         ]
@@ -1348,7 +1353,9 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
         cache_hit_rate=hits / lookups if lookups else 0.0,
         reads_saved=float(plan.notes.get("expected_reads_saved", 0.0)),
         cpu_only_s=cpu_only,
-        hybrid_tables={t.spec.name: t.spec.rows - t.n_host_rows for t in plan.tables if t.n_host_rows})
+        hybrid_tables={t.spec.name: t.spec.rows - t.n_host_rows for t in plan.tables if t.n_host_rows},
+        split_by=next((t.split_by for t in plan.tables if t.placement == "pim"), "bags"),
+        batch_noise_s=float(plan.notes.get("batch_noise_s", 0.0)))
     if png is not None:
         ranks = -(-plan.nr_dpus // plan.dpus_per_rank)
         # the part of each push that the DPU's own bytes would cost (per-call cost left out)

@@ -275,6 +275,7 @@ def test_report_and_pngs(profile, tmp_path):
         assert rep.nr_dpus == NR_DPUS and rep.tiles == len(plan.tiles)
         assert rep.imbalance_reads == pytest.approx(rep.reads.max() / rep.reads.mean())
         assert set(rep.stages_s) >= {"h2d", "launch", "kernel", "d2h", "total"}
+        assert rep.split_by == plan.tables[0].split_by and f"split each batch by {rep.split_by}" in rep.format()
     assert res["cache"][1].cache_hit_rate > 0 and res["uniform"][1].cache_hit_rate == 0
 
 
