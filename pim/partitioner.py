@@ -101,7 +101,7 @@ class PlannerConfig:
             pull and add, which can cost the host more than the extra DPUs save.
         split_by: how the replicas of a group split each batch: ``"bags"`` (each gets its share
             of the bags), ``"lookups"`` (its share of the lookups) or ``"auto"``: whichever
-            leaves the plan's critical stages less per-batch noise (:func:`_split_by`).
+            leaves the plan's critical stages less per-batch noise (:func:`_batch_noise`).
         cost: the cost model.
     """
 
@@ -1000,9 +1000,10 @@ class _Groups:
         rep = rep_first[t_group] + t_rindex
         unit = np.array([units[g][j] for g, j in zip(t_group, t_slice)]).reshape(-1, 3)
         share = 1.0 / np.asarray(self.replicas, np.float64)[rep_group]
-        share = _balance_shares(unit, dpu, rep, rep_group, share, cfg.nr_dpus, cfg.batch_size)
-        return self._tiles(tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, cfg.batch_size,
-                           cfg.nr_dpus)
+        load = unit.sum(axis=1)
+        share = _balance_shares(load, dpu, rep, rep_group, share, cfg.nr_dpus)
+        share = _whole_bag_shares(load, dpu, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
+        return self._tiles(tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
 
     def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, t_rindex, units, cfg, usable):
         """While it lowers the objective (sum over kernel/push/pull of the max over DPUs), give a
@@ -1108,68 +1109,28 @@ class _Groups:
         return tiles
 
 
-def _column_means(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
-    """Per column of ``unit`` ([tiles, k] modelled seconds of each tile's whole group), the mean
-    load of a DPU that holds tiles. It does not depend on ``share`` (any shares adding up to 1 in
-    every group): dividing by it makes a perfectly balanced plan carry 1.0 per DPU and column."""
-    active = max(int(np.count_nonzero(np.bincount(dpu, minlength=nr_dpus))), 1)
-    return (unit * share[rep][:, None]).sum(axis=0) / active
-
-
-def _normalised(unit: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``unit / mean`` per column (a column without load stays 0)."""
-    return np.divide(unit, mean, out=np.zeros_like(unit), where=mean > 0)
-
-
-def _dpu_loads(unit_n: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
-    """``[nr_dpus, k]`` loads of the tiles with their replicas' bag shares."""
-    k = unit_n.shape[1]
-    flat = (dpu[:, None] * k + np.arange(k)).ravel()
-    return np.bincount(flat, weights=(unit_n * share[rep][:, None]).ravel(), minlength=nr_dpus * k).reshape(nr_dpus, k)
-
-
 def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
-                    share: np.ndarray, nr_dpus: int, batch: int) -> np.ndarray:
-    """Bag shares of each group's replicas that even out the DPUs, in whole bags of the
-    ``batch``-bag reference batch: ``unit`` ([tiles, 3]: modelled kernel, push and pull seconds of
-    each tile's whole group) is evened out as it is (every stage balanced, :func:`_even_out`) and
-    as one summed load per DPU; the shares whose slowest DPUs' seconds, summed over the stages,
-    are lowest are kept. Per stage was better on a Criteo plan (kernel 1.067 -> 1.026 max/mean),
-    the sum on small test plans where the kernel dwarfs the transfers."""
-    def slowest(s: np.ndarray) -> float:
-        return float(_dpu_loads(unit, dpu, rep, s, nr_dpus).max(axis=0).sum())
+                    share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
+    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out.
 
-    tried = []
-    for cols in (unit, unit.sum(axis=1, keepdims=True)):
-        even = _even_out(cols, dpu, rep, rep_group, share, nr_dpus)
-        tried.append(_whole_bag_shares(cols, dpu, rep, rep_group, even, batch, nr_dpus))
-    return min(tried, key=slowest)
-
-
-def _even_out(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
-              share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
-    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out in every
-    column of ``unit`` ([tiles, k]).
-
-    Multiplicative updates on the loads normalised per column (:func:`_column_means`): a
-    replica on a DPU whose most loaded column is above the mean loses share, one below gains, then
-    shares are renormalised within the group (a replica cut into column slices follows its most
-    loaded slice). Keeps the shares with the lowest sum of the columns' maxima (seconds).
+    ``unit`` is each tile's modelled seconds (kernel + push + pull) if its replica served every
+    bag. Multiplicative updates: a replica on a DPU above the mean load loses share, one below
+    gains, then shares are renormalised within the group (a replica cut into column slices
+    follows its most loaded slice). Evening out each stage on its own instead was tried: on
+    held-out Criteo batches it won where the kernel sets the batch time (fp32 values: 41.5 vs
+    42.5 ms) and lost where it hides behind the CPU-side tables (int32: 34.7 vs 34.1 ms).
     """
     n_groups = int(rep_group.max()) + 1 if len(rep_group) else 0
     multi = np.bincount(rep_group, minlength=n_groups)[rep_group] > 1
-    mean = _column_means(unit, dpu, rep, share, nr_dpus)
-    unit_n = _normalised(unit, mean)
     best, best_peak = share.copy(), np.inf
     for _ in range(iters):
-        load = _dpu_loads(unit_n, dpu, rep, share, nr_dpus)
-        peak = float(load.max(axis=0) @ mean)     # the slowest DPU's seconds, summed over the columns
+        dpu_load = np.bincount(dpu, weights=unit * share[rep], minlength=nr_dpus)
+        peak = dpu_load.max()
         if peak < best_peak:
             best, best_peak = share.copy(), peak
-        pressure = load.max(axis=1)
         rep_load = np.zeros(len(share))
-        np.maximum.at(rep_load, rep, pressure[dpu])
-        factor = np.where(multi, np.maximum(rep_load, 1e-300) ** -step, 1.0)
+        np.maximum.at(rep_load, rep, dpu_load[dpu])
+        factor = np.where(multi, (dpu_load.mean() / np.maximum(rep_load, 1e-300)) ** step, 1.0)
         share = share * factor
         share /= np.bincount(rep_group, weights=share, minlength=n_groups)[rep_group]
     return best
@@ -1179,31 +1140,28 @@ def _whole_bag_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_gr
                       share: np.ndarray, batch: int, nr_dpus: int) -> np.ndarray:
     """``share`` rounded to whole bags of a ``batch``-bag reference batch (so the planner's
     expectation is what routing that batch does): every replica gets the floor of its bags, then
-    each group, heaviest first, gives its remaining bags one at a time to the replica whose DPU
-    is least loaded so far (its most loaded column, normalised as in :func:`_even_out`).
-    Rounding each group on its own (largest remainder) left the DPUs 2.7% apart on a Criteo
-    plan balanced to 0.1%."""
+    each group, heaviest first, gives its remaining bags one at a time to the replica whose DPUs
+    would be least loaded (``unit`` as in :func:`_balance_shares`). Rounding each group on its
+    own (largest remainder) left the DPUs of a Criteo plan 2.7% apart where the shares had
+    balanced them to 0.1%."""
     n_rep = len(share)
     n_groups = int(rep_group.max()) + 1 if n_rep else 0
     bags = np.floor(share * batch + 1e-9)
     short = np.rint(batch - np.bincount(rep_group, weights=bags, minlength=n_groups)).astype(np.int64)
-    unit_n = _normalised(unit, _column_means(unit, dpu, rep, share, nr_dpus)) / batch   # a bag's, per tile and column
-    load = _dpu_loads(unit_n, dpu, rep, bags, nr_dpus)
+    per_bag = unit / batch
+    load = np.bincount(dpu, weights=per_bag * bags[rep], minlength=nr_dpus)
     by_rep = np.argsort(rep, kind="stable")         # a group's tiles: [replicas, slices] in this order
     rep_ptr = np.searchsorted(rep_group, np.arange(n_groups + 1))
     tile_ptr = np.searchsorted(rep[by_rep], rep_ptr)
-    group_load = np.bincount(rep_group[rep[by_rep]], weights=unit_n[by_rep].sum(axis=1), minlength=n_groups)
+    group_load = np.bincount(rep_group[rep[by_rep]], weights=per_bag[by_rep], minlength=n_groups)
     for g in np.argsort(-group_load, kind="stable"):
-        if short[g] <= 0:
-            continue
         tiles = by_rep[tile_ptr[g]:tile_ptr[g + 1]]
         n_r = int(rep_ptr[g + 1] - rep_ptr[g])
         for _ in range(int(short[g])):
-            after = (load[dpu[tiles]] + unit_n[tiles]).max(axis=1).reshape(n_r, -1).max(axis=1)
-            r = int(np.argmin(after))
+            r = int(np.argmin((load[dpu[tiles]] + per_bag[tiles]).reshape(n_r, -1).max(axis=1)))
             bags[rep_ptr[g] + r] += 1
             t = tiles.reshape(n_r, -1)[r]
-            np.add.at(load, dpu[t], unit_n[t])
+            np.add.at(load, dpu[t], per_bag[t])
     return bags / batch
 
 
