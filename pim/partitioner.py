@@ -688,8 +688,8 @@ def _batch_noise(plan: Plan, profile: AccessProfile | None, split_by: str = "aut
     profile) and the slowest of ``n`` DPUs lies about ``sqrt(2 ln n)`` spreads above the mean; the
     split whose varying stages cost less extra time wins (the kernel only counts where it
     would outlast the CPU-side tables). On the Criteo plans of ``docs/cost_model.md``: fp32 values
-    (kernel-bound) 43.0 -> 41.6 ms split by lookups; int32 (pull-bound) 34.7 ms by bags, 35.0 by
-    lookups. Bags when nothing is known (fixed-size bags: both splits are the same)."""
+    (kernel-bound) 43.0 -> 41.6 ms split by lookups; int32 (the kernel hidden) 34.42 ms by bags,
+    34.44 by lookups. Bags when nothing is known (fixed-size bags: both splits are the same)."""
     pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
     fallback = "bags" if split_by == "auto" else split_by
     if profile is None or not pim:
