@@ -41,10 +41,10 @@ ctypedef fused index_t:
 
 
 cdef inline double _bag_pos(const index_t[::1] off, int64_t b, int64_t n_bags, bint by_lookups) noexcept nogil:
-    """Where bag ``b`` lies in its batch, in [0, 1), for the replica cuts: its index position
-    ``(b + 0.5) / B``, or with ``by_lookups`` the middle of its indices within the batch's
-    indices, so that each replica gets its share of the *lookups* whatever the bags' sizes (the
-    bag position when the batch has no indices)."""
+    """Where bag ``b`` lies in its batch, in [0, 1), for the replica cuts: its position among
+    the bags, ``(b + 0.5) / B``, or with ``by_lookups`` the middle of its indices within the
+    batch's indices, so that each replica gets its share of the *lookups* whatever the bags'
+    sizes (the bag position when the batch has no indices)."""
     cdef int64_t total = off[n_bags] - off[0]
     if not by_lookups or total <= 0:
         return (b + 0.5) / n_bags
