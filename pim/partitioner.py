@@ -884,7 +884,8 @@ def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: 
             tp.cache_ptr, tp.cache_rows = acc.cache_ptr, acc.cache_rows
             tp.row_cache = np.full(specs[t].rows, -1, np.int32)
             tp.row_cache[acc.cache_rows] = np.repeat(np.arange(len(acc.cache_ptr) - 1), np.diff(acc.cache_ptr))
-    plan.tiles = groups.place(tables, coster, cfg, usable)
+    # the kernel runs beside the CPU-side tables: below their time it does not set the batch's
+    plan.tiles = groups.place(tables, coster, cfg, usable, cfg.cost.cpu.seconds_units(plan.notes["expected_cpu_units"]))
     plan.notes.update({
         "expected_lookups_pim": float(sum(accesses[t].lookups for t in pim)),
         "expected_cache_hits": float(sum(accesses[t].cache_hits for t in pim)),
@@ -927,14 +928,16 @@ class _Groups:
         return np.array([coster.vector(p, _bags_touching(p, batch), _stride(b1 - b0), b1 - b0)
                          for b0, b1 in zip(b, b[1:])])
 
-    def place(self, tables: list[TablePlan], coster: _TileCoster, cfg: PlannerConfig, usable: int) -> list[Tile]:
+    def place(self, tables: list[TablePlan], coster: _TileCoster, cfg: PlannerConfig, usable: int,
+              kernel_floor: float = 0.0) -> list[Tile]:
         """LPT with equal bag shares, moves, extra replicas where they lower the slowest DPU,
-        moves, then bag shares re-weighted to even the DPUs out; returns the tiles with DPU, MRAM
-        offset and share, and fills the tables' group arrays."""
+        moves, then bag shares re-weighted to even the DPUs out (stage by stage unless the kernel
+        stays below ``kernel_floor`` seconds, the CPU-side tables' time); returns the tiles with
+        DPU, MRAM offset and share, and fills the tables' group arrays."""
         units = [self._unit_loads(gid, coster, cfg.batch_size) for gid in range(len(self.replicas))]
         self._fit_replicas(units, cfg.memory_fill * usable * cfg.nr_dpus)
         try:
-            return self._place(tables, units, coster, cfg, usable)
+            return self._place(tables, units, coster, cfg, usable, kernel_floor)
         except CapacityError:
             if max(self.replicas, default=1) == 1:
                 raise
@@ -942,7 +945,7 @@ class _Groups:
             log.info("replicated tiles do not pack into %d DPUs: planning one replica per group, "
                      "replicas added only where room remains", cfg.nr_dpus)
             self.replicas = [1] * len(self.replicas)
-            return self._place(tables, units, coster, cfg, usable)
+            return self._place(tables, units, coster, cfg, usable, kernel_floor)
 
     def _group_bytes(self, gid: int) -> int:
         """MRAM bytes of one replica of a group (all its column slices)."""
@@ -971,7 +974,7 @@ class _Groups:
                 heapq.heappush(heap, (-float(units[gid].sum()) / k, gid))
 
     def _place(self, tables: list[TablePlan], units: list[np.ndarray], coster: _TileCoster, cfg: PlannerConfig,
-               usable: int) -> list[Tile]:
+               usable: int, kernel_floor: float) -> list[Tile]:
         t_group, t_slice, t_rindex, t_bytes = [], [], [], []
         for gid, k in enumerate(self.replicas):
             b = self.bounds[gid]
@@ -1000,9 +1003,15 @@ class _Groups:
         rep = rep_first[t_group] + t_rindex
         unit = np.array([units[g][j] for g, j in zip(t_group, t_slice)]).reshape(-1, 3)
         share = 1.0 / np.asarray(self.replicas, np.float64)[rep_group]
-        load = unit.sum(axis=1)
-        share = _balance_shares(load, dpu, rep, rep_group, share, cfg.nr_dpus)
-        share = _whole_bag_shares(load, dpu, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
+        # Evening out each stage (kernel, push, pull) on its own pays where the kernel sets the
+        # batch time (held-out Criteo batches: fp32 41.5 vs 42.5 ms, every table on the DPUs 1-5%);
+        # where the CPU-side tables outlast even the kernel's slowest DPU at equal shares, it only
+        # costs the transfers (int32 with the CPU fallback: 34.7 vs 34.1 ms): there the DPUs'
+        # summed seconds are evened out.
+        kernel_peak = np.bincount(dpu, weights=unit[:, 0] * share[rep], minlength=cfg.nr_dpus).max()
+        cols = unit if kernel_peak >= kernel_floor else unit.sum(axis=1, keepdims=True)
+        share = _even_out(cols, dpu, rep, rep_group, share, cfg.nr_dpus)
+        share = _whole_bag_shares(cols, dpu, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
         return self._tiles(tables, dpu, nbytes, t_group, t_slice, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
 
     def _add_replicas(self, load, nbytes, dpu, t_group, t_slice, t_rindex, units, cfg, usable):
@@ -1109,28 +1118,50 @@ class _Groups:
         return tiles
 
 
-def _balance_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
-                    share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
-    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out.
+def _column_means(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
+    """Per column of ``unit`` ([tiles, k] modelled seconds of each tile's whole group), the mean
+    load of a DPU that holds tiles. It does not depend on ``share`` (any shares adding up to 1 in
+    every group): dividing by it makes a perfectly balanced plan carry 1.0 per DPU and column."""
+    active = max(int(np.count_nonzero(np.bincount(dpu, minlength=nr_dpus))), 1)
+    return (unit * share[rep][:, None]).sum(axis=0) / active
 
-    ``unit`` is each tile's modelled seconds (kernel + push + pull) if its replica served every
-    bag. Multiplicative updates: a replica on a DPU above the mean load loses share, one below
-    gains, then shares are renormalised within the group (a replica cut into column slices
-    follows its most loaded slice). Evening out each stage on its own instead was tried: on
-    held-out Criteo batches it won where the kernel sets the batch time (fp32 values: 41.5 vs
-    42.5 ms) and lost where it hides behind the CPU-side tables (int32: 34.7 vs 34.1 ms).
+
+def _normalised(unit: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``unit / mean`` per column (a column without load stays 0)."""
+    return np.divide(unit, mean, out=np.zeros_like(unit), where=mean > 0)
+
+
+def _dpu_loads(unit_n: np.ndarray, dpu: np.ndarray, rep: np.ndarray, share: np.ndarray, nr_dpus: int) -> np.ndarray:
+    """``[nr_dpus, k]`` loads of the tiles with their replicas' bag shares."""
+    k = unit_n.shape[1]
+    flat = (dpu[:, None] * k + np.arange(k)).ravel()
+    return np.bincount(flat, weights=(unit_n * share[rep][:, None]).ravel(), minlength=nr_dpus * k).reshape(nr_dpus, k)
+
+
+def _even_out(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.ndarray,
+              share: np.ndarray, nr_dpus: int, iters: int = 300, step: float = 0.5) -> np.ndarray:
+    """Re-weight the bag shares of each group's replicas so the DPUs' loads even out in every
+    column of ``unit`` ([tiles, k]).
+
+    Multiplicative updates on the loads normalised per column (:func:`_column_means`): a
+    replica on a DPU whose most loaded column is above the mean loses share, one below gains, then
+    shares are renormalised within the group (a replica cut into column slices follows its most
+    loaded slice). Keeps the shares with the lowest sum of the columns' maxima (seconds).
     """
     n_groups = int(rep_group.max()) + 1 if len(rep_group) else 0
     multi = np.bincount(rep_group, minlength=n_groups)[rep_group] > 1
+    mean = _column_means(unit, dpu, rep, share, nr_dpus)
+    unit_n = _normalised(unit, mean)
     best, best_peak = share.copy(), np.inf
     for _ in range(iters):
-        dpu_load = np.bincount(dpu, weights=unit * share[rep], minlength=nr_dpus)
-        peak = dpu_load.max()
+        load = _dpu_loads(unit_n, dpu, rep, share, nr_dpus)
+        peak = float(load.max(axis=0) @ mean)     # the slowest DPU's seconds, summed over the columns
         if peak < best_peak:
             best, best_peak = share.copy(), peak
+        pressure = load.max(axis=1)
         rep_load = np.zeros(len(share))
-        np.maximum.at(rep_load, rep, dpu_load[dpu])
-        factor = np.where(multi, (dpu_load.mean() / np.maximum(rep_load, 1e-300)) ** step, 1.0)
+        np.maximum.at(rep_load, rep, pressure[dpu])
+        factor = np.where(multi, np.maximum(rep_load, 1e-300) ** -step, 1.0)
         share = share * factor
         share /= np.bincount(rep_group, weights=share, minlength=n_groups)[rep_group]
     return best
@@ -1140,28 +1171,31 @@ def _whole_bag_shares(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_gr
                       share: np.ndarray, batch: int, nr_dpus: int) -> np.ndarray:
     """``share`` rounded to whole bags of a ``batch``-bag reference batch (so the planner's
     expectation is what routing that batch does): every replica gets the floor of its bags, then
-    each group, heaviest first, gives its remaining bags one at a time to the replica whose DPUs
-    would be least loaded (``unit`` as in :func:`_balance_shares`). Rounding each group on its
-    own (largest remainder) left the DPUs of a Criteo plan 2.7% apart where the shares had
-    balanced them to 0.1%."""
+    each group, heaviest first, gives its remaining bags one at a time to the replica whose DPU
+    is least loaded so far (its most loaded column, normalised as in :func:`_even_out`).
+    Rounding each group on its own (largest remainder) left the DPUs 2.7% apart on a Criteo
+    plan balanced to 0.1%."""
     n_rep = len(share)
     n_groups = int(rep_group.max()) + 1 if n_rep else 0
     bags = np.floor(share * batch + 1e-9)
     short = np.rint(batch - np.bincount(rep_group, weights=bags, minlength=n_groups)).astype(np.int64)
-    per_bag = unit / batch
-    load = np.bincount(dpu, weights=per_bag * bags[rep], minlength=nr_dpus)
+    unit_n = _normalised(unit, _column_means(unit, dpu, rep, share, nr_dpus)) / batch   # a bag's, per tile and column
+    load = _dpu_loads(unit_n, dpu, rep, bags, nr_dpus)
     by_rep = np.argsort(rep, kind="stable")         # a group's tiles: [replicas, slices] in this order
     rep_ptr = np.searchsorted(rep_group, np.arange(n_groups + 1))
     tile_ptr = np.searchsorted(rep[by_rep], rep_ptr)
-    group_load = np.bincount(rep_group[rep[by_rep]], weights=per_bag[by_rep], minlength=n_groups)
+    group_load = np.bincount(rep_group[rep[by_rep]], weights=unit_n[by_rep].sum(axis=1), minlength=n_groups)
     for g in np.argsort(-group_load, kind="stable"):
+        if short[g] <= 0:
+            continue
         tiles = by_rep[tile_ptr[g]:tile_ptr[g + 1]]
         n_r = int(rep_ptr[g + 1] - rep_ptr[g])
         for _ in range(int(short[g])):
-            r = int(np.argmin((load[dpu[tiles]] + per_bag[tiles]).reshape(n_r, -1).max(axis=1)))
+            after = (load[dpu[tiles]] + unit_n[tiles]).max(axis=1).reshape(n_r, -1).max(axis=1)
+            r = int(np.argmin(after))
             bags[rep_ptr[g] + r] += 1
             t = tiles.reshape(n_r, -1)[r]
-            np.add.at(load, dpu[t], per_bag[t])
+            np.add.at(load, dpu[t], unit_n[t])
     return bags / batch
 
 

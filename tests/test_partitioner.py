@@ -146,7 +146,7 @@ def test_whole_bag_shares_round_towards_the_lighter_dpus():
     """Two groups of two replicas, each group on DPUs 0 and 1, both wanting 1.5 of 3 bags per
     replica: rounding each group on its own would give both left-over bags to DPU 0."""
     from updlrm.pim.partitioner import _whole_bag_shares
-    unit = np.ones(4)                       # tiles = replicas 0..3, all equally costly per bag
+    unit = np.ones((4, 1))                  # tiles = replicas 0..3, all equally costly per bag
     dpu, rep, rep_group = np.array([0, 1, 0, 1]), np.arange(4), np.array([0, 0, 1, 1])
     share = _whole_bag_shares(unit, dpu, rep, rep_group, np.full(4, 0.5), 3, 2)
     np.testing.assert_allclose(share * 3, np.round(share * 3))                  # whole bags
