@@ -1143,27 +1143,24 @@ def _even_out(unit: np.ndarray, dpu: np.ndarray, rep: np.ndarray, rep_group: np.
     """Re-weight the bag shares of each group's replicas so the DPUs' loads even out in every
     column of ``unit`` ([tiles, k]).
 
-    Multiplicative updates on the loads normalised per column (:func:`_column_means`): a tile
-    feels its DPU's load in the columns it adds to, weighted by what it adds (a tile that only
-    costs pull time does not move for a DPU whose kernel is busy); a replica above the mean loses
-    share, one below gains, then shares are renormalised within the group (a replica cut into
-    column slices follows its most loaded slice). Keeps the shares with the lowest sum of the
-    columns' maxima (seconds). With one column this is plain load balancing.
+    Multiplicative updates on the loads normalised per column (:func:`_column_means`): a
+    replica on a DPU whose most loaded column is above the mean loses share, one below gains, then
+    shares are renormalised within the group (a replica cut into column slices follows its most
+    loaded slice). Keeps the shares with the lowest sum of the columns' maxima (seconds).
     """
     n_groups = int(rep_group.max()) + 1 if len(rep_group) else 0
     multi = np.bincount(rep_group, minlength=n_groups)[rep_group] > 1
     mean = _column_means(unit, dpu, rep, share, nr_dpus)
     unit_n = _normalised(unit, mean)
-    mix = _normalised(unit_n.T, unit_n.sum(axis=1)).T     # each tile's share of its load per column
     best, best_peak = share.copy(), np.inf
     for _ in range(iters):
         load = _dpu_loads(unit_n, dpu, rep, share, nr_dpus)
         peak = float(load.max(axis=0) @ mean)     # the slowest DPU's seconds, summed over the columns
         if peak < best_peak:
             best, best_peak = share.copy(), peak
-        felt = (mix * load[dpu]).sum(axis=1)
+        pressure = load.max(axis=1)
         rep_load = np.zeros(len(share))
-        np.maximum.at(rep_load, rep, felt)
+        np.maximum.at(rep_load, rep, pressure[dpu])
         factor = np.where(multi, np.maximum(rep_load, 1e-300) ** -step, 1.0)
         share = share * factor
         share /= np.bincount(rep_group, weights=share, minlength=n_groups)[rep_group]

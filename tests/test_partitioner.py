@@ -142,24 +142,6 @@ def test_popularity_aware_balances_expected_accesses(plans, trace):
     assert imb[Level.UNIFORM] > imb[Level.POPULARITY] + 0.05, imb
 
 
-def test_stages_are_evened_out_one_by_one():
-    """Group A (kernel work) and group B (pull work) have a replica on each of two DPUs; group C
-    (kernel work, one replica) sits on DPU 0. Evening out each stage moves A's share to DPU 1
-    and leaves B alone; evening out the summed load also shifts B, unbalancing the pull."""
-    from updlrm.pim.partitioner import _even_out
-    unit = np.array([[2.0, 0], [2, 0], [0, 2], [0, 2], [1, 0]])    # tiles: A0 A1 B0 B1 C
-    dpu, rep, rep_group = np.array([0, 1, 0, 1, 0]), np.arange(5), np.array([0, 0, 1, 1, 2])
-    share = np.array([0.5, 0.5, 0.5, 0.5, 1.0])
-
-    def loads(s):
-        return np.stack([np.bincount(dpu, weights=unit[:, c] * s, minlength=2) for c in range(2)], axis=1)
-
-    by_stage = loads(_even_out(unit, dpu, rep, rep_group, share, 2))
-    np.testing.assert_allclose(by_stage, [[1.5, 1], [1.5, 1]], rtol=0.01)
-    summed = loads(_even_out(unit.sum(axis=1, keepdims=True), dpu, rep, rep_group, share, 2))
-    assert summed[:, 1].max() / summed[:, 1].mean() > 1.05
-
-
 def test_whole_bag_shares_round_towards_the_lighter_dpus():
     """Two groups of two replicas, each group on DPUs 0 and 1, both wanting 1.5 of 3 bags per
     replica: rounding each group on its own would give both left-over bags to DPU 0."""
