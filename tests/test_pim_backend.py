@@ -529,7 +529,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     for level in Level:
         assert f"level {level.value}" in text
         assert f"planning the {level.value} level on 16 DPUs" in captured.err   # progress lines
-    assert "MODELLED" in text and "imbalance" in text
+    assert "MODELLED" in text and "imbalance" in text and "replicas split each batch by" in text
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"load_{lvl.value}.png" for lvl in
                                                                     sorted(Level, key=lambda x: x.value)]
     plan = Plan.load(out)
