@@ -1008,7 +1008,7 @@ class _Groups:
         # where the CPU-side tables outlast even the kernel's slowest DPU at equal shares, it only
         # costs the transfers (int32 with the CPU fallback: 34.7 vs 34.1 ms): there the DPUs'
         # summed seconds are evened out.
-        kernel_peak = np.bincount(dpu, weights=unit[:, 0] * share[rep], minlength=cfg.nr_dpus).max()
+        kernel_peak = _dpu_loads(unit[:, :1], dpu, rep, share, cfg.nr_dpus).max()
         cols = unit if kernel_peak >= kernel_floor else unit.sum(axis=1, keepdims=True)
         share = _even_out(cols, dpu, rep, rep_group, share, cfg.nr_dpus)
         share = _whole_bag_shares(cols, dpu, rep, rep_group, share, cfg.batch_size, cfg.nr_dpus)
