@@ -103,14 +103,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _sample_profile(sess, data: Path, batch_size: int):
-    """Access profile of the requests in ``data`` for the session's tables."""
+    """Access profile of the requests in ``data`` for the session's tables, with the rate of the
+    CPU kernel MEASURED on its first batches (the planner's CPU baseline for this workload)."""
     from .datasets.sources import open_samples
     from .datasets.traces import extract_profile
 
     samples = open_samples(data, dense_inputs=[(i.name, tuple(i.shape)) for i in sess.dense_inputs],
                            tables=sess.tables)
     return extract_profile(samples, [t.rows for t in sess.tables], names=[t.name for t in sess.tables],
-                           batch_size=batch_size)
+                           batch_size=batch_size, cpu_tables=sess.tables)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -121,6 +122,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     json_path, _ = profile.save(args.output)
     for row in profile.summary():
         print("  ".join(f"{k}={v}" for k, v in row.items()))
+    print(f"CPU kernel on this sample: {profile.cpu_lookups_per_s / 1e6:.1f} M lookups/s at dim 64 (MEASURED here; "
+          f"the planner's CPU baseline)")
     print(f"profile of {profile.num_batches} batches -> {json_path}")
     return 0
 
@@ -146,7 +149,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.png_dir is not None:
         args.png_dir.mkdir(parents=True, exist_ok=True)
     config = PlannerConfig(nr_dpus=args.dpus, level=args.level, batch_size=args.batch_size,
-                           value_mode=args.value_mode, allow_cpu=not args.no_cpu)
+                           value_mode=args.value_mode, allow_cpu=not args.no_cpu,
+                           cpu_lookups_per_s=None if args.cpu_rate is None else args.cpu_rate * 1e6)
     results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir),
                              progress=None if args.quiet else _to_stderr)
     print(f"{len(tables)} tables, {args.dpus} DPUs, reference batch {args.batch_size}, "
@@ -215,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--batch-size", type=int, default=4096, help="reference batch the plan is tuned for")
     plan.add_argument("--value-mode", default="fp32", choices=["fp32", "int32"])
     plan.add_argument("--no-cpu", action="store_true", help="never keep tables on the CPU")
+    plan.add_argument("--cpu-rate", type=float, default=None,
+                      help="CPU baseline in M lookups/s at dim 64 (default: measured with the profile or "
+                           "--data; without either, a reference figure not measured on this host)")
     plan.add_argument("-o", "--output", type=Path, help="plan path (.json + .npz), for load(..., plan=)")
     plan.add_argument("--png-dir", type=Path, help="write load_<level>.png (per-DPU modelled load)")
     plan.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

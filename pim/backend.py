@@ -113,7 +113,8 @@ class PimBackend:
             fixed transfer and launch costs). On by default, so PIM never makes the engine
             slower than the CPU backend by the model's account; ``False`` runs every batch on
             the DPUs.
-        cost: the cost model behind ``stats().modelled_s``.
+        cost: the cost model behind ``stats().modelled_s`` and the CPU fallback (default: the
+            reference model with the CPU rate the plan was made with).
     """
 
     name = "pim"
@@ -139,6 +140,7 @@ class PimBackend:
         self.scatter_threads = scatter_threads
         self._scatter: BatchScatter | None = None
         self.i32_headroom = int(i32_headroom)
+        self._cost_given = cost
         self.cost = cost or CostModel()
         self._nr_dpus = nr_dpus
         self._plan_source = plan
@@ -156,6 +158,8 @@ class PimBackend:
         self.tables = list(tables)
         plan = self._make_plan(self.tables, profile)
         self.plan = plan
+        # decide CPU fallbacks against the CPU rate the plan was made with (measured, if it was)
+        self.cost = self._cost_given or CostModel().with_cpu_rate(plan.notes.get("cpu_lookups_per_s"))
         self._pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
         self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
         for t in self._cpu:
@@ -447,8 +451,7 @@ class PimBackend:
 
     def _units(self, batch: SparseBatch, tables: Sequence[int]) -> float:
         """Lookups x dim / ref_dim of some tables (the cost model's CPU work unit)."""
-        ref = self.cost.cpu.ref_dim
-        return sum(batch.indices[t].size * self.tables[t].dim / ref for t in tables)
+        return self.cost.cpu.batch_units(batch, self.tables, tables)
 
     def _host_only_work(self, batch: SparseBatch) -> BatchWork:
         """A batch pooled entirely on the host (no PIM table, or a CPU fallback)."""

@@ -26,7 +26,7 @@ Work comes in as a :class:`BatchWork` (per-DPU counts), filled either from the e
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -301,6 +301,12 @@ class CpuModel:
         """Seconds for ``lookup_units`` = sum of lookups x (dim / ref_dim)."""
         return float(lookup_units) / self.lookups_per_s
 
+    def batch_units(self, batch: Any, tables: Sequence[Any], which: Iterable[int] | None = None) -> float:
+        """Lookup units of a ``SparseBatch`` over ``tables`` (anything with ``dim``), or over
+        the tables numbered ``which`` only."""
+        which = range(len(tables)) if which is None else which
+        return sum(batch.indices[t].size * tables[t].dim / self.ref_dim for t in which)
+
 
 @dataclass(frozen=True)
 class CostModel:
@@ -322,6 +328,14 @@ class CostModel:
             if isinstance(changes.get(key), dict):
                 changes[key] = replace(getattr(self, key), **changes[key])
         return replace(self, **changes)
+
+    def with_cpu_rate(self, lookups_per_s: float | None) -> "CostModel":
+        """A copy with the CPU baseline's rate replaced (``self`` when ``lookups_per_s`` is None)."""
+        if lookups_per_s is None:
+            return self
+        if not lookups_per_s > 0:
+            raise InvalidInputError(f"a CPU lookup rate must be > 0, got {lookups_per_s}")
+        return self.with_(cpu={"lookups_per_s": float(lookups_per_s)})
 
     def instructions(self, work: BatchWork) -> np.ndarray:
         """Instructions per DPU: given, or from rows, element adds and bags."""

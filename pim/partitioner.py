@@ -44,7 +44,7 @@ import numpy as np
 
 from updlrm.errors import CapacityError, InvalidInputError
 
-from .cost_model import DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
+from .cost_model import DEFAULT_CPU_LOOKUPS_PER_S, DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
 from .plan import SPLIT_BY, VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
 from .plot import write_load_png
 from .profile import AccessProfile
@@ -103,6 +103,11 @@ class PlannerConfig:
             of the bags), ``"lookups"`` (its share of the lookups) or ``"auto"``: whichever
             leaves the plan's critical stages less per-batch noise (:func:`_batch_noise`).
         cost: the cost model.
+        cpu_lookups_per_s: the CPU baseline's rate (lookup units per second, see
+            :class:`~updlrm.pim.cost_model.CpuModel`) that decides what stays on the host. None
+            takes the rate measured with the profile (``AccessProfile.cpu_lookups_per_s``) when
+            it has one, else ``cost.cpu``'s, a reference figure not measured on this host
+            (:mod:`updlrm.pim.calibrate` says why that matters).
     """
 
     nr_dpus: int = 2560
@@ -132,6 +137,7 @@ class PlannerConfig:
     fewer_dpus: bool = True
     split_by: str = "auto"
     cost: CostModel = field(default_factory=CostModel)
+    cpu_lookups_per_s: float | None = None
 
     @property
     def max_replicas(self) -> int:
@@ -151,6 +157,8 @@ class PlannerConfig:
         Level(self.level)
         if self.split_by not in ("auto", *SPLIT_BY):
             raise InvalidInputError(f"split_by must be 'auto', 'bags' or 'lookups', got {self.split_by!r}")
+        if self.cpu_lookups_per_s is not None and not self.cpu_lookups_per_s > 0:
+            raise InvalidInputError(f"cpu_lookups_per_s must be > 0 or None, got {self.cpu_lookups_per_s}")
         if any(not 0 < share <= 1 for share in self.hybrid_row_shares):
             raise InvalidInputError(f"hybrid_row_shares must lie in (0, 1], got {self.hybrid_row_shares}")
 
@@ -652,6 +660,8 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
     """
     cfg = config or PlannerConfig()
     cfg.validate()
+    cost, rate_source = planner_cost(cfg, profile)
+    cfg = replace(cfg, cost=cost)
 
     def noisy_total(plan: Plan) -> float:
         split, extra = _batch_noise(plan, profile, cfg.split_by)
@@ -672,7 +682,21 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
             plan.nr_dpus = cfg.nr_dpus      # the other DPUs stay idle (they cost nothing)
             best, best_n, best_total = plan, n, total
     best.notes["dpus_planned"] = best_n
+    best.notes["cpu_lookups_per_s"] = cost.cpu.lookups_per_s
+    best.notes["cpu_rate_source"] = rate_source
     return best
+
+
+def planner_cost(cfg: PlannerConfig, profile: AccessProfile | None) -> tuple[CostModel, str]:
+    """The cost model a plan is made with, its CPU baseline rate resolved as
+    ``PlannerConfig.cpu_lookups_per_s`` says, and where that rate comes from."""
+    if cfg.cpu_lookups_per_s is not None:
+        return cfg.cost.with_cpu_rate(cfg.cpu_lookups_per_s), "given"
+    if profile is not None and profile.cpu_lookups_per_s is not None:
+        return cfg.cost.with_cpu_rate(profile.cpu_lookups_per_s), "measured with the profile"
+    if cfg.cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S:
+        return cfg.cost, "reference figure, not measured on this host"
+    return cfg.cost, "the cost model's"
 
 
 def _batch_noise(plan: Plan, profile: AccessProfile | None, split_by: str = "auto") -> tuple[str, float]:
@@ -1265,6 +1289,8 @@ class PlanReport:
     hybrid_tables: dict[str, int] = field(default_factory=dict)   # name -> rows on the DPUs
     split_by: str = "bags"        # how replicas split a batch
     batch_noise_s: float = 0.0    # what real batches' varying bag sizes add to the expectation
+    cpu_lookups_per_s: float = DEFAULT_CPU_LOOKUPS_PER_S   # the CPU-only baseline's rate (units/s)
+    cpu_rate_source: str = "unknown"                        # where that rate comes from
 
     @property
     def active_dpus(self) -> int:
@@ -1299,7 +1325,8 @@ class PlanReport:
                 "cache_hit_rate": self.cache_hit_rate, "reads_saved": self.reads_saved,
                 "modelled_s": dict(self.stages_s), "cpu_only_modelled_s": self.cpu_only_s,
                 "modelled_speedup_vs_cpu": self.speedup_vs_cpu, "split_by": self.split_by,
-                "batch_noise_s": self.batch_noise_s}
+                "batch_noise_s": self.batch_noise_s, "cpu_lookups_per_s": self.cpu_lookups_per_s,
+                "cpu_rate_source": self.cpu_rate_source}
 
     def format(self) -> str:
         """A few lines for humans (every time labelled as modelled)."""
@@ -1317,7 +1344,8 @@ class PlanReport:
             f"  replicas split each batch by {self.split_by}; real batches' bag sizes vary: MODELLED "
             f"+{self.batch_noise_s * 1e3:.3f} ms on the slowest DPUs",
             "  MODELLED ms per batch: " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in st.items()),
-            f"  MODELLED CPU-only {self.cpu_only_s * 1e3:.3f} ms -> speedup {self.speedup_vs_cpu:.2f}x",
+            f"  MODELLED CPU-only {self.cpu_only_s * 1e3:.3f} ms (at {self.cpu_lookups_per_s / 1e6:.1f} M lookups/s: "
+            f"{self.cpu_rate_source}) -> speedup {self.speedup_vs_cpu:.2f}x",
         ]
         return "\n".join(lines)
 
@@ -1328,9 +1356,13 @@ def _imbalance(x: np.ndarray) -> float:
 
 
 def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) -> PlanReport:
-    """Summarise ``plan`` (expected work of its reference batch); optionally write the per-DPU
-    load PNG (stacked modelled kernel / push / pull seconds)."""
-    cost = cost or CostModel()
+    """Summarise ``plan`` (expected work of its reference batch) with ``cost`` (default: the
+    cost model the plan was made with); optionally write the per-DPU load PNG (stacked modelled
+    kernel / push / pull seconds)."""
+    planned_rate = plan.notes.get("cpu_lookups_per_s")
+    cost = cost or CostModel().with_cpu_rate(planned_rate)
+    rate_source = plan.notes.get("cpu_rate_source", "unknown") if cost.cpu.lookups_per_s == planned_rate \
+        else "given to the report"
     work = plan.expected_work(cost.cpu.ref_dim)
     stages = cost.stages(work)
     kernel = stages.kernel_per_dpu if stages.kernel_per_dpu is not None else np.zeros(plan.nr_dpus)
@@ -1347,7 +1379,8 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
         cpu_only_s=cpu_only,
         hybrid_tables={t.spec.name: t.spec.rows - t.n_host_rows for t in plan.tables if t.n_host_rows},
         split_by=next((t.split_by for t in plan.tables if t.placement == "pim"), "bags"),
-        batch_noise_s=float(plan.notes.get("batch_noise_s", 0.0)))
+        batch_noise_s=float(plan.notes.get("batch_noise_s", 0.0)),
+        cpu_lookups_per_s=cost.cpu.lookups_per_s, cpu_rate_source=rate_source)
     if png is not None:
         ranks = -(-plan.nr_dpus // plan.dpus_per_rank)
         # the part of each push that the DPU's own bytes would cost (per-call cost left out)
@@ -1378,5 +1411,5 @@ def compare_levels(tables: Sequence[Any], profile: AccessProfile | None, config:
         if progress is not None:
             progress(f"  {level.value}: planned in {time.perf_counter() - start:.1f} s")
         png = None if out_dir is None else f"{out_dir}/load_{level.value}.png"
-        out[level.value] = (plan, report(plan, config.cost, png))
+        out[level.value] = (plan, report(plan, planner_cost(config, profile)[0], png))
     return out

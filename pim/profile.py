@@ -184,11 +184,17 @@ class TableProfile:
 
 @dataclass
 class AccessProfile:
-    """Access statistics of every table of a model, from a sample of requests."""
+    """Access statistics of every table of a model, from a sample of requests.
+
+    ``cpu_lookups_per_s`` is the MEASURED rate of updlrm's CPU kernel on this sample, on the host
+    that profiled it (:func:`updlrm.pim.calibrate.measure_cpu_rate`; None: not measured): the
+    planner's CPU baseline for this workload.
+    """
 
     tables: list[TableProfile]
     num_batches: int
     params: dict[str, Any]
+    cpu_lookups_per_s: float | None = None
 
     def __len__(self) -> int:
         return len(self.tables)
@@ -227,7 +233,8 @@ class AccessProfile:
                 arrays[f"t{i}_cms_table"] = t.sketch.table
                 arrays[f"t{i}_cms_mult"] = t.sketch.mult
                 arrays[f"t{i}_cms_add"] = t.sketch.add
-        meta = {"num_batches": self.num_batches, "params": self.params, "tables": meta_tables}
+        meta = {"num_batches": self.num_batches, "params": self.params, "tables": meta_tables,
+                "cpu_lookups_per_s": self.cpu_lookups_per_s}
         return write_versioned(path, PROFILE_FORMAT, PROFILE_VERSION, meta, arrays)
 
     @classmethod
@@ -246,7 +253,7 @@ class AccessProfile:
                     pairs=z[f"t{i}_pairs"], pair_counts=z[f"t{i}_pair_counts"],
                     pair_untracked_bound=m["pair_untracked_bound"],
                     bag_length_sq=m.get("bag_length_sq", 0)))
-        return cls(tables, meta["num_batches"], meta["params"])
+        return cls(tables, meta["num_batches"], meta["params"], meta.get("cpu_lookups_per_s"))
 
 
 def data_paths(path: str | Path) -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ from updlrm.pim.emb_host import FixedPointOverflowError
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan
 from updlrm.pim.plan import Plan, TableRoute
 from updlrm.pim.scatter import BatchScatter
-from updlrm.pim.profile import build_profile
+from updlrm.pim.profile import AccessProfile, build_profile
 from updlrm.datasets.synthetic import random_batch
 from updlrm.tables import EmbeddingTable
 
@@ -530,6 +530,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
         assert f"level {level.value}" in text
         assert f"planning the {level.value} level on 16 DPUs" in captured.err   # progress lines
     assert "MODELLED" in text and "imbalance" in text and "replicas split each batch by" in text
+    assert "M lookups/s: measured with the profile)" in text      # the CPU baseline, measured on --data
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"load_{lvl.value}.png" for lvl in
                                                                     sorted(Level, key=lambda x: x.value)]
     plan = Plan.load(out)
@@ -540,8 +541,11 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
         with updlrm.load(path) as ref:
             np.testing.assert_allclose(got, ref.run(None, feeds)[0], atol=1e-6, rtol=0)
     assert main(["profile", str(path), str(data), "-o", str(tmp_path / "prof2.json"), "--batch-size", "16"]) == 0
-    assert "profile of 4 batches" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "profile of 4 batches" in text and "M lookups/s at dim 64 (MEASURED here" in text
+    assert AccessProfile.load(tmp_path / "prof2.json").cpu_lookups_per_s > 0
     assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof2.json"), "--level", "uniform",
-                 "-o", str(tmp_path / "p2.json"), "-q"]) == 0
-    assert capsys.readouterr().err == ""
+                 "-o", str(tmp_path / "p2.json"), "-q", "--cpu-rate", "5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "(at 5.0 M lookups/s: given)" in captured.out
     assert Plan.load(tmp_path / "p2.json").level == "uniform"

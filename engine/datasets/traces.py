@@ -60,14 +60,22 @@ class SparseTrace:
 
 
 def extract_profile(source: Any, num_rows: Sequence[int], *, names: Sequence[str] | None = None,
-                    batch_size: int = 4096, max_samples: int | None = None, **profile_options: Any):
+                    batch_size: int = 4096, max_samples: int | None = None,
+                    cpu_tables: Sequence[Any] | None = None, **profile_options: Any):
     """:class:`~updlrm.pim.profile.AccessProfile` of the first ``max_samples`` samples (all if
     None) of ``source``, read ``batch_size`` at a time.
 
     ``num_rows`` and ``names`` describe the tables in bag order; ``profile_options`` go to
     :func:`~updlrm.pim.profile.build_profile` (``exact_limit``, ``top_k``, ``pair_rows``, ...).
+    With the model's ``cpu_tables`` (``EmbeddingTable`` objects, e.g. ``Session.tables``) the
+    profile also records the CPU kernel's rate MEASURED on the first batches
+    (:func:`~updlrm.pim.calibrate.measure_cpu_rate`): the planner's CPU baseline.
     """
+    from ..pim.calibrate import measure_cpu_rate
     from ..pim.profile import build_profile
 
     trace = SparseTrace(source, batch_size=batch_size, max_samples=max_samples)
-    return build_profile(trace, num_rows, names=names, **profile_options)
+    profile = build_profile(trace, num_rows, names=names, **profile_options)
+    if cpu_tables is not None:
+        profile.cpu_lookups_per_s = measure_cpu_rate(cpu_tables, trace)
+    return profile

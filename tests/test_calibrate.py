@@ -1,0 +1,117 @@
+"""The CPU baseline: measured on the model's tables, carried by profile and plan, used by the
+planner's CPU-vs-DPU decisions and by the PIM backend's per-batch fallback."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from updlrm.datasets.synthetic import random_batch
+from updlrm.datasets.traces import extract_profile
+from updlrm.errors import InvalidInputError
+from updlrm.pim.backend import PimBackend
+from updlrm.pim.calibrate import measure_cpu_rate
+from updlrm.pim.cost_model import DEFAULT_CPU_LOOKUPS_PER_S, CostModel, CpuModel
+from updlrm.pim.partitioner import PlannerConfig, make_plan, planner_cost, report
+from updlrm.pim.plan import Plan
+from updlrm.pim.profile import AccessProfile, build_profile
+from updlrm.tables import EmbeddingTable
+
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def tables():
+    rng = np.random.default_rng(0)
+    return [EmbeddingTable(f"t{i}", rng.standard_normal((n, d)).astype(np.float32))
+            for i, (n, d) in enumerate([(3000, 16), (500, 32), (40, 16)])]
+
+
+@pytest.fixture(scope="module")
+def batches(tables):
+    rng = np.random.default_rng(1)
+    return [random_batch(tables, BATCH, pooling=(1, 12), skewed=True, rng=rng) for _ in range(6)]
+
+
+@pytest.fixture(scope="module")
+def profile(tables, batches):
+    return build_profile(batches, [t.rows for t in tables], names=[t.name for t in tables])
+
+
+def config(**kw):
+    return PlannerConfig(nr_dpus=8, batch_size=BATCH, mram_bytes=(8 << 20) + (256 << 10), mram_reserve=8 << 20, **kw)
+
+
+def test_batch_units_weigh_lookups_by_width(tables, batches):
+    b = batches[0]
+    units = CpuModel(ref_dim=16).batch_units(b, tables)
+    assert units == b.indices[0].size + 2 * b.indices[1].size + b.indices[2].size
+    assert CpuModel(ref_dim=16).batch_units(b, tables, [1]) == 2 * b.indices[1].size
+
+
+def test_measured_rate_is_the_units_over_the_pass_time(tables, batches, monkeypatch):
+    import updlrm.pim.calibrate as calibrate
+    clock = iter(np.arange(0.0, 100.0, 0.25))      # every pass over the sample takes 0.25 s
+    monkeypatch.setattr(calibrate.time, "perf_counter", lambda: float(next(clock)))
+    rate = measure_cpu_rate(tables, iter(batches), max_batches=4, ref_dim=16)
+    units = sum(CpuModel(ref_dim=16).batch_units(b, tables) for b in batches[:4])
+    assert rate == pytest.approx(units / 0.25)
+
+
+def test_measured_rate_on_the_real_kernel_is_finite(tables, batches):
+    rate = measure_cpu_rate(tables, batches, repeats=2)
+    assert np.isfinite(rate) and rate > 0
+
+
+def test_measurement_rejects_bad_samples(tables, batches):
+    with pytest.raises(InvalidInputError, match="at least one batch"):
+        measure_cpu_rate(tables, [])
+    with pytest.raises(InvalidInputError, match="repeats"):
+        measure_cpu_rate(tables, batches, repeats=0)
+    bad = random_batch(tables, 4, pooling=2, rng=np.random.default_rng(2))
+    bad.indices[0][0] = tables[0].rows            # out of range: validated before timing
+    with pytest.raises(InvalidInputError):
+        measure_cpu_rate(tables, [bad])
+
+
+def test_extract_profile_records_the_measured_rate(tables, batches, tmp_path):
+    prof = extract_profile(batches, [t.rows for t in tables], batch_size=BATCH, cpu_tables=tables)
+    assert prof.cpu_lookups_per_s > 0
+    prof.save(tmp_path / "p")
+    assert AccessProfile.load(tmp_path / "p").cpu_lookups_per_s == prof.cpu_lookups_per_s
+    assert extract_profile(batches, [t.rows for t in tables], batch_size=BATCH).cpu_lookups_per_s is None
+
+
+def test_planner_rate_precedence(profile):
+    measured = dataclasses.replace(profile, cpu_lookups_per_s=123e6)
+    assert planner_cost(config(cpu_lookups_per_s=7e6), measured)[0].cpu.lookups_per_s == 7e6
+    cost, source = planner_cost(config(), measured)
+    assert cost.cpu.lookups_per_s == 123e6 and source == "measured with the profile"
+    cost, source = planner_cost(config(), profile)
+    assert cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S and "not measured" in source
+    with pytest.raises(InvalidInputError, match="cpu_lookups_per_s"):
+        config(cpu_lookups_per_s=0.0).validate()
+
+
+def test_a_fast_cpu_keeps_tables_on_the_host_and_the_plan_remembers_its_rate(tables, profile, tmp_path):
+    slow = make_plan(tables, profile, config(cpu_lookups_per_s=1e3))
+    fast = make_plan(tables, profile, config(cpu_lookups_per_s=1e15))
+    assert all(tp.placement == "pim" for tp in slow.tables)
+    assert all(tp.placement != "pim" for tp in fast.tables)
+    fast.save(tmp_path / "plan")
+    back = Plan.load(tmp_path / "plan.json")
+    assert back.notes["cpu_lookups_per_s"] == 1e15 and back.notes["cpu_rate_source"] == "given"
+    rep = report(back)                                  # the plan's own rate by default
+    assert rep.cpu_lookups_per_s == 1e15 and "given" in rep.format()
+    assert report(back, CostModel()).cpu_rate_source == "given to the report"
+
+
+def test_backend_falls_back_against_the_plans_rate(tables, profile, batches):
+    # the plan puts every table on the DPUs; its (measured) CPU rate then decides each batch
+    for rate, on_host in ((1e15, 1), (1e3, 0)):
+        plan = make_plan(tables, profile, config(allow_cpu=False, cpu_lookups_per_s=rate))
+        backend = PimBackend(plan=plan)
+        backend.load(tables)
+        assert backend.cost.cpu.lookups_per_s == rate
+        backend.lookup(batches[0])
+        assert backend.stats().extra["cpu_fallback_batches"] == on_host
+        backend.close()
