@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from updlrm.pim.cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, LIGHT_GIBPS, LIGHT_NR_DPUS, LIGHT_SIZES, CostModel,
-                                   DpuModel, TransferModel, pel_cloud8_work)
+                                   CpuRates, DpuModel, TransferModel, pel_cloud8_work)
 from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
 from updlrm.pim.plan import TableSpec
 from updlrm.pim.profile import build_profile
 from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
 from updlrm.hugepages import HUGE_PAGE_BYTES
-from updlrm.pim.calibrate import measure_cpu_rate
+from updlrm.pim.calibrate import measure_cpu_rates
 from updlrm.sparse import SparseBatch
 from updlrm.tables import EmbeddingTable
 
@@ -107,8 +107,9 @@ def make_batch(rows: list[int], batch: int, pooling: tuple[int, int], skewed: bo
     return list(sparse.indices), list(sparse.offsets)
 
 
-def cpu_only_seconds(cost: CostModel, idx: list[np.ndarray]) -> float:
-    return cost.cpu.seconds_units(sum(len(i) for i in idx) * DIM / cost.cpu.ref_dim)
+def cpu_only_seconds(cost: CostModel, plan, idx: list[np.ndarray]) -> float:
+    """The batch pooled by the CPU kernel, at the cost model's (per-table) rates."""
+    return cost.cpu.seconds_units(sum(cost.cpu.units(tp.spec, len(i)) for tp, i in zip(plan.tables, idx)))
 
 
 class CpuBaseline:
@@ -120,7 +121,7 @@ class CpuBaseline:
         self.rate = rate
         self.tables = None if rate is not None else [EmbeddingTable(f"C{i + 1}", filled_table(n)) for i, n in
                                                      enumerate(rows)]
-        self._measured: dict[int, float] = {}
+        self._measured: dict[int, CpuRates] = {}
 
     @property
     def source(self) -> str:
@@ -132,8 +133,10 @@ class CpuBaseline:
             return cost.with_cpu_rate(self.rate)
         if id(held) not in self._measured:
             batches = [SparseBatch.from_jagged(idx, off, include_last_offset=True) for idx, off in held]
-            self._measured[id(held)] = measure_cpu_rate(self.tables, batches, max_batches=len(batches), repeats=5)
-        return cost.with_cpu_rate(self._measured[id(held)])
+            self._measured[id(held)] = measure_cpu_rates(self.tables, batches, max_batches=len(batches),
+                                                         repeats=5)
+        rates = self._measured[id(held)]
+        return cost.with_cpu_rate(rates.lookups_per_s, rates.table_rates)
 
 
 def filled_table(rows: int) -> np.ndarray:
@@ -149,7 +152,8 @@ def filled_table(rows: int) -> np.ndarray:
 
 def server_cost(cost: CostModel, scale: float) -> CostModel:
     """Every host-side rate (CPU gathers, scatter, reduction) ``scale`` times faster."""
-    return cost.with_(cpu={"lookups_per_s": cost.cpu.lookups_per_s * scale},
+    cpu = cost.cpu
+    return cost.with_cpu_rate(cpu.lookups_per_s * scale, {k: v * scale for k, v in cpu.table_rates.items()}).with_(
                       scatter_s_per_read=cost.scatter_s_per_read / scale,
                       copy_s_per_lookup=cost.copy_s_per_lookup / scale,
                       scatter_s_per_partial=cost.scatter_s_per_partial / scale,
@@ -167,12 +171,12 @@ def evaluate(plan, cost: CostModel, held_out: list, png: str | None) -> dict:
     totals, cpu_times, saved, hits, lookups = [], [], 0, 0, 0
     active = plan.mram_used() > 0
     for idx, off in held_out:
-        work, stats = plan.work(idx, off)
+        work, stats = plan.work(idx, off, cost.cpu)
         st = cost.stages(work)
         elements += work.elements
         kernel += st.kernel_per_dpu if st.kernel_per_dpu is not None else 0.0
         totals.append(st.total)
-        cpu_times.append(cpu_only_seconds(cost, idx))
+        cpu_times.append(cpu_only_seconds(cost, plan, idx))
         saved += stats["reads_saved"]
         hits += stats["cache_hits"]
         lookups += sum(len(i) for i in idx)

@@ -122,8 +122,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     json_path, _ = profile.save(args.output)
     for row in profile.summary():
         print("  ".join(f"{k}={v}" for k, v in row.items()))
-    print(f"CPU kernel on this sample: {profile.cpu_lookups_per_s / 1e6:.1f} M lookups/s at dim 64 (MEASURED here; "
-          f"the planner's CPU baseline)")
+    print(f"CPU kernel on this sample: {profile.cpu_rates.lookups_per_s / 1e6:.1f} M lookups/s at dim 64 "
+          f"(MEASURED here, with each table's rate: the planner's CPU baseline)")
     print(f"profile of {profile.num_batches} batches -> {json_path}")
     return 0
 

@@ -116,7 +116,7 @@ def main() -> None:
     print(f"access profile of {min(args.profile_samples, args.samples):,} requests in {time.perf_counter() - t:.1f} s; "
           f"measured top-1% share (requested {args.top1_share:.2f}) of the largest tables read at least "
           "once per two rows: " + (", ".join(f"{row['table']} {row['top1pct_share']:.3f}" for row in covered) or "none"))
-    print(f"CPU kernel on the profiled requests: {profile.cpu_lookups_per_s / 1e6:.0f} M lookups/s (MEASURED; "
+    print(f"CPU kernel on the profiled requests: {profile.cpu_rates.lookups_per_s / 1e6:.0f} M lookups/s (MEASURED; "
           "the planner keeps a table on the CPU where that is faster)")
 
     png_dir = args.workdir / "plots"

@@ -159,7 +159,8 @@ class PimBackend:
         plan = self._make_plan(self.tables, profile)
         self.plan = plan
         # decide CPU fallbacks against the CPU rate the plan was made with (measured, if it was)
-        self.cost = self._cost_given or CostModel().with_cpu_rate(plan.notes.get("cpu_lookups_per_s"))
+        self.cost = self._cost_given or CostModel().with_cpu_rate(plan.notes.get("cpu_lookups_per_s"),
+                                                                   plan.notes.get("cpu_table_rates"))
         self._pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
         self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
         for t in self._cpu:
@@ -446,8 +447,7 @@ class PimBackend:
 
     def _host_units(self, jobs: Jobs) -> float:
         """Lookup units the CPU kernel pools for the hybrid tables' host rows."""
-        ref = self.cost.cpu.ref_dim
-        return sum(len(rows) * self.tables[t].dim / ref for t, (rows, _, _) in jobs.host.items())
+        return sum(self.cost.cpu.units(self.tables[t], len(rows)) for t, (rows, _, _) in jobs.host.items())
 
     def _units(self, batch: SparseBatch, tables: Sequence[int]) -> float:
         """Lookups x dim / ref_dim of some tables (the cost model's CPU work unit)."""

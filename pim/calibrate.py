@@ -7,55 +7,70 @@ real model differs: the Criteo Kaggle shape has many tables that fit in cache, a
 trace hits the same rows again. On this project's 2-vCPU VM the kernel pooled B=4,096 Criteo
 batches (pooling 20-80) at about 390 M lookups/s uniform and 470 M/s power-law, ten times the
 reference rate, so a plan made with the reference rate puts tables on the DPUs that the host
-pools faster. The rate is therefore measured on the model's own tables and a sample of its
-requests, on the host that will run it.
+pools faster. The rates are therefore measured on the model's own tables and a sample of its
+requests, on the host that will run it: the whole batch's, and each table's share of it (a
+10 M-row table whose lookups miss the caches costs several times what a cached one does).
 """
 from __future__ import annotations
 
 import itertools
 import statistics
-import time
+from time import perf_counter
 from typing import Iterable, Sequence
 
 from ..embedding_bag import embedding_bags
 from ..errors import InvalidInputError
 from ..sparse import SparseBatch
 from ..tables import EmbeddingTable
-from .cost_model import DEFAULT_CPU_REF_DIM, CpuModel
+from .cost_model import DEFAULT_CPU_REF_DIM, CpuModel, CpuRates
 
-#: Batches of a sample the rate is measured on (each is timed ``repeats`` times).
+#: Batches of a sample the rates are measured on (each is timed ``repeats`` times).
 MEASURE_BATCHES = 4
 
 
-def measure_cpu_rate(tables: Sequence[EmbeddingTable], batches: Iterable[SparseBatch], *,
-                     max_batches: int = MEASURE_BATCHES, repeats: int = 3, threads: int | None = None,
-                     ref_dim: int = DEFAULT_CPU_REF_DIM) -> float:
-    """MEASURED lookups per second of updlrm's CPU kernel over the first ``max_batches`` of
-    ``batches``, in the cost model's units (a lookup of a ``dim``-wide table counts
-    ``dim / ref_dim``): the ``lookups_per_s`` of a :class:`~updlrm.pim.cost_model.CpuModel`.
+def measure_cpu_rates(tables: Sequence[EmbeddingTable], batches: Iterable[SparseBatch], *,
+                      max_batches: int = MEASURE_BATCHES, repeats: int = 3, threads: int | None = None,
+                      ref_dim: int = DEFAULT_CPU_REF_DIM) -> CpuRates:
+    """Time updlrm's CPU kernel on the first ``max_batches`` of ``batches``: all tables in one
+    call, as a session pools them, and each table alone. The overall rate is the units of all
+    the batches over the median time of ``repeats`` passes; each table's rate is its lookups over
+    its share of that time, the shares in proportion to its own median pass (so the tables'
+    modelled times add up to the measured whole).
 
-    Each batch is validated first and pooled once untimed; the rate is the units of all the
-    batches over the median time of ``repeats`` passes over them. Give distinct batches that
-    together read more than the caches hold, as real requests do: one small batch timed again
-    and again finds its rows in cache.
+    Each batch is validated first and pooled once untimed. Give distinct batches that together
+    read more than the caches hold, as real requests do: one small batch timed again and again
+    finds its rows in cache.
     """
     sample = list(itertools.islice(batches, max_batches))
     if not sample:
         raise InvalidInputError("measuring the CPU rate needs at least one batch")
     if repeats < 1:
         raise InvalidInputError(f"repeats must be >= 1, got {repeats}")
-    model, units = CpuModel(ref_dim=ref_dim), 0.0
+    model = CpuModel(ref_dim=ref_dim)
+    units = 0.0
     for batch in sample:
         batch.validate(tables)
         units += model.batch_units(batch, tables)
-        embedding_bags(tables, batch, threads=threads)
     if units == 0:
         raise InvalidInputError("the sample batches have no lookups")
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in sample:
-            embedding_bags(tables, batch, threads=threads)
-        passes.append(time.perf_counter() - start)
-    return units / statistics.median(passes)
+    single = [[SparseBatch.from_jagged([b.indices[t]], [b.offsets[t]], [b.weights[t]], include_last_offset=True)
+               for b in sample] for t in range(len(tables))]
+    for t, table in enumerate(tables):
+        for sub in single[t]:
+            sub.validate([table])
 
+    def pass_time(tabs: Sequence[EmbeddingTable], work: Sequence[SparseBatch]) -> float:
+        start = perf_counter()
+        for batch in work:
+            embedding_bags(tabs, batch, threads=threads)
+        return perf_counter() - start
+
+    pass_time(tables, sample)                       # warm-up
+    whole = statistics.median(pass_time(tables, sample) for _ in range(repeats))
+    alone = [statistics.median(pass_time([table], single[t]) for _ in range(repeats))
+             for t, table in enumerate(tables)]
+    lookups = [sum(b.indices[t].size for b in sample) for t in range(len(tables))]
+    scale = whole / sum(alone)
+    table_rates = {table.name: lookups[t] / (alone[t] * scale)
+                   for t, table in enumerate(tables) if lookups[t] and alone[t] > 0}
+    return CpuRates(units / whole, table_rates)

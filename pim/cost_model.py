@@ -26,7 +26,7 @@ Work comes in as a :class:`BatchWork` (per-DPU counts), filled either from the e
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -286,26 +286,50 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class CpuModel:
-    """CPU-only embedding-bag time from a measured lookup rate at a reference dimension.
+    """CPU-only embedding-bag time from a lookup rate at a reference dimension.
 
-    Gathers are memory-bound, so time scales with row bytes: ``lookups * dim/ref_dim / rate``.
+    Gathers are memory-bound, so by default time scales with row bytes: ``lookups *
+    dim/ref_dim / rate``. A table with a MEASURED rate of its own in ``table_rates`` (lookups/s
+    by table name, :func:`updlrm.pim.calibrate.measure_cpu_rates`) costs ``lookups / rate_t``
+    instead: a table that fits in cache pools many times faster than one whose every lookup
+    misses, which one rate for all tables hides.
     """
 
     lookups_per_s: float = DEFAULT_CPU_LOOKUPS_PER_S
     ref_dim: int = DEFAULT_CPU_REF_DIM
+    table_rates: Mapping[str, float] = field(default_factory=dict)
 
     def seconds(self, lookups: float, dim: int) -> float:
         return float(lookups) * dim / self.ref_dim / self.lookups_per_s
 
     def seconds_units(self, lookup_units: float) -> float:
-        """Seconds for ``lookup_units`` = sum of lookups x (dim / ref_dim)."""
+        """Seconds for ``lookup_units`` (see :meth:`units`)."""
         return float(lookup_units) / self.lookups_per_s
 
+    def units(self, table: Any, lookups: float) -> float:
+        """Lookup units of ``lookups`` rows of ``table`` (anything with ``name`` and ``dim``):
+        ``lookups * dim / ref_dim``, or for a table with a rate of its own the units that take
+        as long at ``lookups_per_s``."""
+        rate = self.table_rates.get(table.name)
+        if rate:
+            return float(lookups) * self.lookups_per_s / rate
+        return float(lookups) * table.dim / self.ref_dim
+
     def batch_units(self, batch: Any, tables: Sequence[Any], which: Iterable[int] | None = None) -> float:
-        """Lookup units of a ``SparseBatch`` over ``tables`` (anything with ``dim``), or over
-        the tables numbered ``which`` only."""
+        """Lookup units of a ``SparseBatch`` over ``tables``, or over the tables numbered
+        ``which`` only."""
         which = range(len(tables)) if which is None else which
-        return sum(batch.indices[t].size * tables[t].dim / self.ref_dim for t in which)
+        return sum(self.units(tables[t], batch.indices[t].size) for t in which)
+
+
+@dataclass(frozen=True)
+class CpuRates:
+    """MEASURED rates of updlrm's CPU kernel on a sample (:func:`updlrm.pim.calibrate.measure_cpu_rates`):
+    ``lookups_per_s`` over all tables, in :class:`CpuModel`'s units, and ``table_rates``,
+    lookups/s of each table (by name) as its share of the same time."""
+
+    lookups_per_s: float
+    table_rates: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -329,13 +353,16 @@ class CostModel:
                 changes[key] = replace(getattr(self, key), **changes[key])
         return replace(self, **changes)
 
-    def with_cpu_rate(self, lookups_per_s: float | None) -> "CostModel":
-        """A copy with the CPU baseline's rate replaced (``self`` when ``lookups_per_s`` is None)."""
+    def with_cpu_rate(self, lookups_per_s: float | None,
+                      table_rates: Mapping[str, float] | None = None) -> "CostModel":
+        """A copy with the CPU baseline's rate and per-table rates replaced (``self`` when
+        ``lookups_per_s`` is None; no per-table rates unless given)."""
         if lookups_per_s is None:
             return self
-        if not lookups_per_s > 0:
-            raise InvalidInputError(f"a CPU lookup rate must be > 0, got {lookups_per_s}")
-        return self.with_(cpu={"lookups_per_s": float(lookups_per_s)})
+        table_rates = dict(table_rates or {})
+        if not lookups_per_s > 0 or any(not r > 0 for r in table_rates.values()):
+            raise InvalidInputError(f"CPU lookup rates must be > 0, got {lookups_per_s} and {table_rates}")
+        return self.with_(cpu={"lookups_per_s": float(lookups_per_s), "table_rates": table_rates})
 
     def instructions(self, work: BatchWork) -> np.ndarray:
         """Instructions per DPU: given, or from rows, element adds and bags."""

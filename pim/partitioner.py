@@ -37,14 +37,14 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numba
 import numpy as np
 
 from updlrm.errors import CapacityError, InvalidInputError
 
-from .cost_model import DEFAULT_CPU_LOOKUPS_PER_S, DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel
+from .cost_model import DEFAULT_CPU_LOOKUPS_PER_S, DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel, CpuModel
 from .plan import SPLIT_BY, VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
 from .plot import write_load_png
 from .profile import AccessProfile
@@ -105,9 +105,10 @@ class PlannerConfig:
         cost: the cost model.
         cpu_lookups_per_s: the CPU baseline's rate (lookup units per second, see
             :class:`~updlrm.pim.cost_model.CpuModel`) that decides what stays on the host. None
-            takes the rate measured with the profile (``AccessProfile.cpu_lookups_per_s``) when
-            it has one, else ``cost.cpu``'s, a reference figure not measured on this host
-            (:mod:`updlrm.pim.calibrate` says why that matters).
+            takes the rates measured with the profile (``AccessProfile.cpu_rates``: the whole
+            batch's and each table's) when it has them, else ``cost.cpu``'s, by default a
+            reference figure not measured on this host (:mod:`updlrm.pim.calibrate` says why
+            that matters). A rate given here is one rate for all tables.
     """
 
     nr_dpus: int = 2560
@@ -683,6 +684,7 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
             best, best_n, best_total = plan, n, total
     best.notes["dpus_planned"] = best_n
     best.notes["cpu_lookups_per_s"] = cost.cpu.lookups_per_s
+    best.notes["cpu_table_rates"] = dict(cost.cpu.table_rates)
     best.notes["cpu_rate_source"] = rate_source
     return best
 
@@ -692,8 +694,9 @@ def planner_cost(cfg: PlannerConfig, profile: AccessProfile | None) -> tuple[Cos
     ``PlannerConfig.cpu_lookups_per_s`` says, and where that rate comes from."""
     if cfg.cpu_lookups_per_s is not None:
         return cfg.cost.with_cpu_rate(cfg.cpu_lookups_per_s), "given"
-    if profile is not None and profile.cpu_lookups_per_s is not None:
-        return cfg.cost.with_cpu_rate(profile.cpu_lookups_per_s), "measured with the profile"
+    if profile is not None and profile.cpu_rates is not None:
+        rates = profile.cpu_rates
+        return cfg.cost.with_cpu_rate(rates.lookups_per_s, rates.table_rates), "measured with the profile"
     if cfg.cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S:
         return cfg.cost, "reference figure, not measured on this host"
     return cfg.cost, "the cost model's"
@@ -858,17 +861,22 @@ def _with_hybrid_tables(plan: Plan, specs: list[TableSpec], accesses: list[_Tabl
     return plan
 
 
+def _host_units(accesses: list[_TableAccess], on_cpu: Iterable[int], cpu: CpuModel) -> float:
+    """Expected lookup units the CPU kernel pools per batch: every lookup of the tables
+    ``on_cpu``, and the host-resident (cold) rows of the hybrid tables among the others."""
+    on_cpu = set(on_cpu)
+    return sum(cpu.units(a.spec, a.lookups if t in on_cpu else a.host_lookups) for t, a in enumerate(accesses))
+
+
 def _plan_on_dpus(specs: list[TableSpec], accesses: list[_TableAccess], on_cpu: set[int], cfg: PlannerConfig,
                   level: Level) -> Plan:
     usable = cfg.mram_bytes - cfg.mram_reserve
     pim = [t for t in range(len(specs)) if t not in on_cpu]
     tables = [TablePlan(specs[t], "cpu", cfg.value_mode) for t in range(len(specs))]
-    units = [a.lookups * a.spec.dim / cfg.cost.cpu.ref_dim for a in accesses]
     plan = Plan(level.value, cfg.nr_dpus, cfg.dpus_per_rank, cfg.mram_bytes, cfg.mram_reserve, cfg.batch_size,
-                tables, [], notes={"expected_cpu_units": sum(units[t] for t in on_cpu) + sum(
-                                       a.host_lookups * a.spec.dim / cfg.cost.cpu.ref_dim
-                                       for t, a in enumerate(accesses) if t not in on_cpu),
-                                   "expected_all_units": sum(units), "expected_lookups_pim": 0.0,
+                tables, [], notes={"expected_cpu_units": _host_units(accesses, on_cpu, cfg.cost.cpu),
+                                   "expected_all_units": _host_units(accesses, range(len(accesses)), cfg.cost.cpu),
+                                   "expected_lookups_pim": 0.0,
                                    "expected_host_row_lookups": sum(a.host_lookups for t, a in enumerate(accesses)
                                                                     if t not in on_cpu),
                                    "expected_lookups": [a.lookups for a in accesses]})
@@ -1231,18 +1239,17 @@ def _tables_better_on_cpu(plan: Plan, accesses: list[_TableAccess], cfg: Planner
     reads = np.array([t.expected_reads for t in plan.tiles])
     bags = np.array([t.expected_bags for t in plan.tiles])
     on_cpu = set(already)
-    ref = cfg.cost.cpu.ref_dim
     routed = plan.routed_tiles()
 
     def total(cpu_set: set[int]) -> float:
         keep = ~np.isin(tile_table, list(cpu_set))
         on_dpus = [t for t in range(len(accesses)) if t not in cpu_set]
         copied = sum(accesses[t].lookups for t in on_dpus if plan.is_whole(t))
-        units = sum(a.lookups * a.spec.dim / ref for t, a in enumerate(accesses) if t in cpu_set)
         host_rows = sum(accesses[t].host_lookups for t in on_dpus)
         work = plan.work_from_tile_counts(reads * keep, bags * keep, host_routed_reads=int((reads * keep)[routed].sum()),
                                           host_row_lookups=host_rows,
-                                          cpu_lookup_units=units, host_copy_lookups=int(copied))
+                                          cpu_lookup_units=_host_units(accesses, cpu_set, cfg.cost.cpu),
+                                          host_copy_lookups=int(copied))
         return cfg.cost.stages(work).total
 
     best = total(on_cpu)
@@ -1360,10 +1367,10 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
     cost model the plan was made with); optionally write the per-DPU load PNG (stacked modelled
     kernel / push / pull seconds)."""
     planned_rate = plan.notes.get("cpu_lookups_per_s")
-    cost = cost or CostModel().with_cpu_rate(planned_rate)
+    cost = cost or CostModel().with_cpu_rate(planned_rate, plan.notes.get("cpu_table_rates"))
     rate_source = plan.notes.get("cpu_rate_source", "unknown") if cost.cpu.lookups_per_s == planned_rate \
         else "given to the report"
-    work = plan.expected_work(cost.cpu.ref_dim)
+    work = plan.expected_work()
     stages = cost.stages(work)
     kernel = stages.kernel_per_dpu if stages.kernel_per_dpu is not None else np.zeros(plan.nr_dpus)
     lookups = float(plan.notes.get("expected_lookups_pim", 0.0))

@@ -52,7 +52,7 @@ import numpy as np
 from updlrm.errors import InvalidInputError
 
 from . import _scatter
-from .cost_model import BatchWork, CostModel, StageTimes
+from .cost_model import BatchWork, CostModel, CpuModel, StageTimes
 from .profile import read_versioned_json, write_versioned
 
 PLAN_FORMAT = "updlrm.pim_plan"
@@ -440,10 +440,11 @@ class Plan:
                          if tp.placement == "pim" and tp.n_host_rows))
 
     def work(self, indices: Sequence[np.ndarray], offsets: Sequence[np.ndarray],
-             ref_dim: int = 64) -> tuple[BatchWork, dict[str, int]]:
+             cpu: CpuModel | None = None) -> tuple[BatchWork, dict[str, int]]:
         """Route a whole batch (per-table indices and ``B+1`` offsets); returns the per-DPU work
-        and cache statistics (``reads``: row reads per column slice after the cache,
-        ``reads_saved``, ``cache_hits``)."""
+        (host lookups in ``cpu``'s units) and cache statistics (``reads``: row reads per column
+        slice after the cache, ``reads_saved``, ``cache_hits``)."""
+        cpu = cpu or CpuModel()
         nt = len(self.tables)
         reads = np.zeros(len(self.tiles))
         bags = np.zeros(len(self.tiles))
@@ -454,14 +455,14 @@ class Plan:
             tp = self.tables[t]
             n_idx = len(indices[t])
             if tp.placement != "pim":
-                cpu_units += n_idx * tp.spec.dim / ref_dim
+                cpu_units += cpu.units(tp.spec, n_idx)
                 continue
             r = self.route(t, indices[t], offsets[t])
             if self.is_whole(t):
                 copied += n_idx
             else:
                 routed += len(r.tile)
-            cpu_units += len(r.host_rows) * tp.spec.dim / ref_dim
+            cpu_units += cpu.units(tp.spec, len(r.host_rows))
             host_rows += len(r.host_rows)
             reads += np.bincount(r.tile, minlength=len(self.tiles))
             pairs = np.unique(r.tile.astype(np.int64) * (len(offsets[t]) + 1) + r.bag)
@@ -474,7 +475,7 @@ class Plan:
                                           host_copy_lookups=copied,
                                           host_add_bytes=self.host_add_bytes(len(offsets[0]) - 1 if nt else 0)), stats
 
-    def expected_work(self, ref_dim: int = 64) -> BatchWork:
+    def expected_work(self) -> BatchWork:
         """Per-DPU work of the reference batch as the planner expects it (from the profile)."""
         reads = np.array([t.expected_reads for t in self.tiles])
         bags = np.array([t.expected_bags for t in self.tiles])

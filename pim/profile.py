@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from updlrm.errors import InvalidInputError
+from .cost_model import CpuRates
 
 PROFILE_FORMAT = "updlrm.access_profile"
 PROFILE_VERSION = 1
@@ -186,15 +187,15 @@ class TableProfile:
 class AccessProfile:
     """Access statistics of every table of a model, from a sample of requests.
 
-    ``cpu_lookups_per_s`` is the MEASURED rate of updlrm's CPU kernel on this sample, on the host
-    that profiled it (:func:`updlrm.pim.calibrate.measure_cpu_rate`; None: not measured): the
+    ``cpu_rates`` are the MEASURED rates of updlrm's CPU kernel on this sample, on the host that
+    profiled it (:func:`updlrm.pim.calibrate.measure_cpu_rates`; None: not measured): the
     planner's CPU baseline for this workload.
     """
 
     tables: list[TableProfile]
     num_batches: int
     params: dict[str, Any]
-    cpu_lookups_per_s: float | None = None
+    cpu_rates: CpuRates | None = None
 
     def __len__(self) -> int:
         return len(self.tables)
@@ -234,7 +235,7 @@ class AccessProfile:
                 arrays[f"t{i}_cms_mult"] = t.sketch.mult
                 arrays[f"t{i}_cms_add"] = t.sketch.add
         meta = {"num_batches": self.num_batches, "params": self.params, "tables": meta_tables,
-                "cpu_lookups_per_s": self.cpu_lookups_per_s}
+                "cpu_rates": None if self.cpu_rates is None else asdict(self.cpu_rates)}
         return write_versioned(path, PROFILE_FORMAT, PROFILE_VERSION, meta, arrays)
 
     @classmethod
@@ -253,7 +254,8 @@ class AccessProfile:
                     pairs=z[f"t{i}_pairs"], pair_counts=z[f"t{i}_pair_counts"],
                     pair_untracked_bound=m["pair_untracked_bound"],
                     bag_length_sq=m.get("bag_length_sq", 0)))
-        return cls(tables, meta["num_batches"], meta["params"], meta.get("cpu_lookups_per_s"))
+        rates = meta.get("cpu_rates")
+        return cls(tables, meta["num_batches"], meta["params"], None if rates is None else CpuRates(**rates))
 
 
 def data_paths(path: str | Path) -> tuple[Path, Path]:

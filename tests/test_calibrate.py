@@ -9,8 +9,8 @@ from updlrm.datasets.synthetic import random_batch
 from updlrm.datasets.traces import extract_profile
 from updlrm.errors import InvalidInputError
 from updlrm.pim.backend import PimBackend
-from updlrm.pim.calibrate import measure_cpu_rate
-from updlrm.pim.cost_model import DEFAULT_CPU_LOOKUPS_PER_S, CostModel, CpuModel
+from updlrm.pim.calibrate import measure_cpu_rates
+from updlrm.pim.cost_model import DEFAULT_CPU_LOOKUPS_PER_S, CostModel, CpuModel, CpuRates
 from updlrm.pim.partitioner import PlannerConfig, make_plan, planner_cost, report
 from updlrm.pim.plan import Plan
 from updlrm.pim.profile import AccessProfile, build_profile
@@ -41,51 +41,70 @@ def config(**kw):
     return PlannerConfig(nr_dpus=8, batch_size=BATCH, mram_bytes=(8 << 20) + (256 << 10), mram_reserve=8 << 20, **kw)
 
 
-def test_batch_units_weigh_lookups_by_width(tables, batches):
+def test_batch_units_weigh_lookups_by_width_or_by_a_tables_own_rate(tables, batches):
     b = batches[0]
-    units = CpuModel(ref_dim=16).batch_units(b, tables)
-    assert units == b.indices[0].size + 2 * b.indices[1].size + b.indices[2].size
-    assert CpuModel(ref_dim=16).batch_units(b, tables, [1]) == 2 * b.indices[1].size
+    n = [b.indices[t].size for t in range(3)]
+    assert CpuModel(ref_dim=16).batch_units(b, tables) == n[0] + 2 * n[1] + n[2]
+    assert CpuModel(ref_dim=16).batch_units(b, tables, [1]) == 2 * n[1]
+    # t0 measured 4x slower per lookup than the overall rate: 4 units per lookup
+    own = CpuModel(lookups_per_s=100.0, ref_dim=16, table_rates={"t0": 25.0})
+    assert own.batch_units(b, tables) == pytest.approx(4 * n[0] + 2 * n[1] + n[2])
+    assert own.seconds_units(own.units(tables[0], 50)) == pytest.approx(2.0)      # 50 lookups at 25/s
 
 
-def test_measured_rate_is_the_units_over_the_pass_time(tables, batches, monkeypatch):
+def test_measured_rates_split_the_whole_time_by_each_tables_own(tables, batches, monkeypatch):
     import updlrm.pim.calibrate as calibrate
-    clock = iter(np.arange(0.0, 100.0, 0.25))      # every pass over the sample takes 0.25 s
-    monkeypatch.setattr(calibrate.time, "perf_counter", lambda: float(next(clock)))
-    rate = measure_cpu_rate(tables, iter(batches), max_batches=4, ref_dim=16)
+    # a fake clock: a warm-up and 3 passes over all tables take 1 s each, then 3 passes over
+    # table t alone take (t + 1) / 2 s each
+    ticks, now = [], 0.0
+    for span in [1.0] * 4 + [0.5] * 3 + [1.0] * 3 + [1.5] * 3:
+        ticks += [now, now + span]
+        now += span
+    monkeypatch.setattr(calibrate, "perf_counter", iter(ticks).__next__)
+    rates = calibrate.measure_cpu_rates(tables, iter(batches), max_batches=4, ref_dim=16)
     units = sum(CpuModel(ref_dim=16).batch_units(b, tables) for b in batches[:4])
-    assert rate == pytest.approx(units / 0.25)
+    assert rates.lookups_per_s == pytest.approx(units / 1.0)
+    lookups = [sum(b.indices[t].size for b in batches[:4]) for t in range(3)]
+    shares = [1 / 6, 2 / 6, 3 / 6]                    # of the whole second, in proportion 1 : 2 : 3
+    for t, table in enumerate(tables):
+        assert rates.table_rates[table.name] == pytest.approx(lookups[t] / shares[t])
+    # the model's time for the whole sample is the measured whole
+    model = CpuModel(lookups_per_s=rates.lookups_per_s, ref_dim=16, table_rates=rates.table_rates)
+    assert sum(model.seconds_units(model.batch_units(b, tables)) for b in batches[:4]) == pytest.approx(1.0)
 
 
-def test_measured_rate_on_the_real_kernel_is_finite(tables, batches):
-    rate = measure_cpu_rate(tables, batches, repeats=2)
-    assert np.isfinite(rate) and rate > 0
+def test_measured_rates_on_the_real_kernel_are_finite(tables, batches):
+    rates = measure_cpu_rates(tables, batches, repeats=2)
+    assert np.isfinite(rates.lookups_per_s) and rates.lookups_per_s > 0
+    assert sorted(rates.table_rates) == ["t0", "t1", "t2"] and min(rates.table_rates.values()) > 0
 
 
 def test_measurement_rejects_bad_samples(tables, batches):
     with pytest.raises(InvalidInputError, match="at least one batch"):
-        measure_cpu_rate(tables, [])
+        measure_cpu_rates(tables, [])
     with pytest.raises(InvalidInputError, match="repeats"):
-        measure_cpu_rate(tables, batches, repeats=0)
+        measure_cpu_rates(tables, batches, repeats=0)
     bad = random_batch(tables, 4, pooling=2, rng=np.random.default_rng(2))
     bad.indices[0][0] = tables[0].rows            # out of range: validated before timing
     with pytest.raises(InvalidInputError):
-        measure_cpu_rate(tables, [bad])
+        measure_cpu_rates(tables, [bad])
 
 
-def test_extract_profile_records_the_measured_rate(tables, batches, tmp_path):
+def test_extract_profile_records_the_measured_rates(tables, batches, tmp_path):
     prof = extract_profile(batches, [t.rows for t in tables], batch_size=BATCH, cpu_tables=tables)
-    assert prof.cpu_lookups_per_s > 0
+    assert prof.cpu_rates.lookups_per_s > 0 and len(prof.cpu_rates.table_rates) == 3
     prof.save(tmp_path / "p")
-    assert AccessProfile.load(tmp_path / "p").cpu_lookups_per_s == prof.cpu_lookups_per_s
-    assert extract_profile(batches, [t.rows for t in tables], batch_size=BATCH).cpu_lookups_per_s is None
+    assert AccessProfile.load(tmp_path / "p").cpu_rates == prof.cpu_rates
+    assert extract_profile(batches, [t.rows for t in tables], batch_size=BATCH).cpu_rates is None
 
 
 def test_planner_rate_precedence(profile):
-    measured = dataclasses.replace(profile, cpu_lookups_per_s=123e6)
-    assert planner_cost(config(cpu_lookups_per_s=7e6), measured)[0].cpu.lookups_per_s == 7e6
+    measured = dataclasses.replace(profile, cpu_rates=CpuRates(123e6, {"t0": 50e6}))
+    given = planner_cost(config(cpu_lookups_per_s=7e6), measured)[0].cpu
+    assert given.lookups_per_s == 7e6 and given.table_rates == {}          # one rate for all tables
     cost, source = planner_cost(config(), measured)
-    assert cost.cpu.lookups_per_s == 123e6 and source == "measured with the profile"
+    assert cost.cpu.lookups_per_s == 123e6 and cost.cpu.table_rates == {"t0": 50e6}
+    assert source == "measured with the profile"
     cost, source = planner_cost(config(), profile)
     assert cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S and "not measured" in source
     with pytest.raises(InvalidInputError, match="cpu_lookups_per_s"):

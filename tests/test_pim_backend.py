@@ -543,7 +543,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     assert main(["profile", str(path), str(data), "-o", str(tmp_path / "prof2.json"), "--batch-size", "16"]) == 0
     text = capsys.readouterr().out
     assert "profile of 4 batches" in text and "M lookups/s at dim 64 (MEASURED here" in text
-    assert AccessProfile.load(tmp_path / "prof2.json").cpu_lookups_per_s > 0
+    assert AccessProfile.load(tmp_path / "prof2.json").cpu_rates.lookups_per_s > 0
     assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof2.json"), "--level", "uniform",
                  "-o", str(tmp_path / "p2.json"), "-q", "--cpu-rate", "5"]) == 0
     captured = capsys.readouterr()

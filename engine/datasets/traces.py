@@ -68,14 +68,14 @@ def extract_profile(source: Any, num_rows: Sequence[int], *, names: Sequence[str
     ``num_rows`` and ``names`` describe the tables in bag order; ``profile_options`` go to
     :func:`~updlrm.pim.profile.build_profile` (``exact_limit``, ``top_k``, ``pair_rows``, ...).
     With the model's ``cpu_tables`` (``EmbeddingTable`` objects, e.g. ``Session.tables``) the
-    profile also records the CPU kernel's rate MEASURED on the first batches
-    (:func:`~updlrm.pim.calibrate.measure_cpu_rate`): the planner's CPU baseline.
+    profile also records the CPU kernel's rates MEASURED on the first batches
+    (:func:`~updlrm.pim.calibrate.measure_cpu_rates`): the planner's CPU baseline.
     """
-    from ..pim.calibrate import measure_cpu_rate
+    from ..pim.calibrate import measure_cpu_rates
     from ..pim.profile import build_profile
 
     trace = SparseTrace(source, batch_size=batch_size, max_samples=max_samples)
     profile = build_profile(trace, num_rows, names=names, **profile_options)
     if cpu_tables is not None:
-        profile.cpu_lookups_per_s = measure_cpu_rate(cpu_tables, trace)
+        profile.cpu_rates = measure_cpu_rates(cpu_tables, trace)
     return profile
