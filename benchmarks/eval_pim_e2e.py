@@ -129,7 +129,7 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
         total = row["modelled_ms"]["total"]
         row["modelled_speedup_vs_measured_cpu"] = row["measured_cpu_backend_ms"] / total if total else float("nan")
         # the planner's own view: the cost model's CPU-only time of the same lookups
-        units = sum(batch.indices[t].size * tables[t].dim / backend.cost.cpu.ref_dim for t in range(len(tables)))
+        units = backend.cost.cpu.batch_units(batch, tables)
         row["modelled_cpu_only_ms"] = backend.cost.cpu.seconds_units(units) * 1e3
         row["modelled_speedup_vs_modelled_cpu"] = row["modelled_cpu_only_ms"] / total if total else float("nan")
         rows.append(row)

@@ -450,7 +450,7 @@ class PimBackend:
         return sum(self.cost.cpu.units(self.tables[t], len(rows)) for t, (rows, _, _) in jobs.host.items())
 
     def _units(self, batch: SparseBatch, tables: Sequence[int]) -> float:
-        """Lookups x dim / ref_dim of some tables (the cost model's CPU work unit)."""
+        """The cost model's CPU work units (``CpuModel.units``) of some tables' lookups."""
         return self.cost.cpu.batch_units(batch, self.tables, tables)
 
     def _host_only_work(self, batch: SparseBatch) -> BatchWork:

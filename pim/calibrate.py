@@ -5,9 +5,9 @@ on the host when the cost model says so. Both compare against :class:`~updlrm.pi
 whose default rate is a reference figure for 8 tables of 2 M rows (every lookup a DRAM miss). A
 real model differs: the Criteo Kaggle shape has many tables that fit in cache, and a power-law
 trace hits the same rows again. On this project's 2-vCPU VM the kernel pooled B=4,096 Criteo
-batches (pooling 20-80) at about 390 M lookups/s uniform and 470 M/s power-law, ten times the
-reference rate, so a plan made with the reference rate puts tables on the DPUs that the host
-pools faster. The rates are therefore measured on the model's own tables and a sample of its
+batches (pooling 20-80, the real cardinalities) at 340-390 M lookups/s uniform and 455-470 M/s
+power-law, ten times the reference rate, so a plan made with the reference rate puts tables on
+the DPUs that the host pools faster. The rates are therefore measured on the model's own tables and a sample of its
 requests, on the host that will run it: the whole batch's, and each table's share of it (a
 10 M-row table whose lookups miss the caches costs several times what a cached one does).
 """

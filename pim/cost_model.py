@@ -299,9 +299,6 @@ class CpuModel:
     ref_dim: int = DEFAULT_CPU_REF_DIM
     table_rates: Mapping[str, float] = field(default_factory=dict)
 
-    def seconds(self, lookups: float, dim: int) -> float:
-        return float(lookups) * dim / self.ref_dim / self.lookups_per_s
-
     def seconds_units(self, lookup_units: float) -> float:
         """Seconds for ``lookup_units`` (see :meth:`units`)."""
         return float(lookup_units) / self.lookups_per_s

@@ -50,6 +50,12 @@ def test_batch_units_weigh_lookups_by_width_or_by_a_tables_own_rate(tables, batc
     own = CpuModel(lookups_per_s=100.0, ref_dim=16, table_rates={"t0": 25.0})
     assert own.batch_units(b, tables) == pytest.approx(4 * n[0] + 2 * n[1] + n[2])
     assert own.seconds_units(own.units(tables[0], 50)) == pytest.approx(2.0)      # 50 lookups at 25/s
+    cost = CostModel().with_cpu_rate(100.0, {"t0": 25.0})
+    assert cost.cpu == CpuModel(100.0, 64, {"t0": 25.0}) and cost.with_cpu_rate(None) is cost
+    assert cost.with_cpu_rate(50.0).cpu.table_rates == {}          # a new overall rate drops the old per-table ones
+    for bad in ((0.0, None), (100.0, {"t0": -1.0})):
+        with pytest.raises(InvalidInputError, match="must be > 0"):
+            CostModel().with_cpu_rate(*bad)
 
 
 def test_measured_rates_split_the_whole_time_by_each_tables_own(tables, batches, monkeypatch):
