@@ -130,13 +130,12 @@ class CpuBaseline:
     def cost(self, cost: CostModel, held: list) -> CostModel:
         """``cost`` with the CPU rate of the workload whose held-out batches are ``held``."""
         if self.rate is not None:
-            return cost.with_cpu_rate(self.rate)
+            return cost.with_cpu_rates(CpuRates(self.rate))
         if id(held) not in self._measured:
             batches = [SparseBatch.from_jagged(idx, off, include_last_offset=True) for idx, off in held]
             self._measured[id(held)] = measure_cpu_rates(self.tables, batches, max_batches=len(batches),
-                                                         repeats=5)
-        rates = self._measured[id(held)]
-        return cost.with_cpu_rate(rates.lookups_per_s, rates.table_rates)
+                                                         repeats=5, source="MEASURED here on the held-out batches")
+        return cost.with_cpu_rates(self._measured[id(held)])
 
 
 def filled_table(rows: int) -> np.ndarray:
@@ -152,12 +151,11 @@ def filled_table(rows: int) -> np.ndarray:
 
 def server_cost(cost: CostModel, scale: float) -> CostModel:
     """Every host-side rate (CPU gathers, scatter, reduction) ``scale`` times faster."""
-    cpu = cost.cpu
-    return cost.with_cpu_rate(cpu.lookups_per_s * scale, {k: v * scale for k, v in cpu.table_rates.items()}).with_(
-                      scatter_s_per_read=cost.scatter_s_per_read / scale,
-                      copy_s_per_lookup=cost.copy_s_per_lookup / scale,
-                      scatter_s_per_partial=cost.scatter_s_per_partial / scale,
-                      reduce_bytes_per_s=cost.reduce_bytes_per_s * scale)
+    cpu = CpuRates(cost.cpu.lookups_per_s * scale, {k: v * scale for k, v in cost.cpu.table_rates.items()})
+    return cost.with_cpu_rates(cpu).with_(scatter_s_per_read=cost.scatter_s_per_read / scale,
+                                          copy_s_per_lookup=cost.copy_s_per_lookup / scale,
+                                          scatter_s_per_partial=cost.scatter_s_per_partial / scale,
+                                          reduce_bytes_per_s=cost.reduce_bytes_per_s * scale)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -133,10 +134,16 @@ def _to_stderr(message: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .pim.calibrate import measure_uniform_cpu_rates
+    from .pim.cost_model import CpuRates
     from .pim.partitioner import PlannerConfig, compare_levels
     from .pim.profile import AccessProfile
     from .session import load
 
+    config = PlannerConfig(nr_dpus=args.dpus, level=args.level, batch_size=args.batch_size,
+                           value_mode=args.value_mode, allow_cpu=not args.no_cpu,
+                           cpu_rates=None if args.cpu_rate is None else CpuRates(args.cpu_rate * 1e6,
+                                                                                 source="given (--cpu-rate)"))
     with load(args.model) as sess:
         tables = sess.tables
         profile = None
@@ -146,11 +153,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             profile = _sample_profile(sess, args.data, args.batch_size)
             if args.profile_out is not None:
                 profile.save(args.profile_out)
+        if config.cpu_rates is None and (profile is None or profile.cpu_rates is None):
+            config = dataclasses.replace(config, cpu_rates=measure_uniform_cpu_rates(tables, args.batch_size,
+                                                                                     config.pooling))
     if args.png_dir is not None:
         args.png_dir.mkdir(parents=True, exist_ok=True)
-    config = PlannerConfig(nr_dpus=args.dpus, level=args.level, batch_size=args.batch_size,
-                           value_mode=args.value_mode, allow_cpu=not args.no_cpu,
-                           cpu_lookups_per_s=None if args.cpu_rate is None else args.cpu_rate * 1e6)
     results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir),
                              progress=None if args.quiet else _to_stderr)
     print(f"{len(tables)} tables, {args.dpus} DPUs, reference batch {args.batch_size}, "
@@ -220,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--value-mode", default="fp32", choices=["fp32", "int32"])
     plan.add_argument("--no-cpu", action="store_true", help="never keep tables on the CPU")
     plan.add_argument("--cpu-rate", type=float, default=None,
-                      help="CPU baseline in M lookups/s at dim 64 (default: measured with the profile or "
-                           "--data; without either, a reference figure not measured on this host)")
+                      help="CPU baseline in M lookups/s at dim 64 (default: updlrm's CPU kernel measured on the "
+                           "profiled requests, or on uniform synthetic batches without a profile)")
     plan.add_argument("-o", "--output", type=Path, help="plan path (.json + .npz), for load(..., plan=)")
     plan.add_argument("--png-dir", type=Path, help="write load_<level>.png (per-DPU modelled load)")
     plan.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

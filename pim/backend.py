@@ -53,6 +53,7 @@ from updlrm.tables import EmbeddingTable, Pooling
 
 from . import _emb_pack
 from ._dpu import DpuSet
+from .calibrate import measure_uniform_cpu_rates
 from .cost_model import BatchWork, CostModel
 from .counters import CountersUnavailableError
 from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile, mean_from_sum
@@ -158,9 +159,8 @@ class PimBackend:
         self.tables = list(tables)
         plan = self._make_plan(self.tables, profile)
         self.plan = plan
-        # decide CPU fallbacks against the CPU rate the plan was made with (measured, if it was)
-        self.cost = self._cost_given or CostModel().with_cpu_rate(plan.notes.get("cpu_lookups_per_s"),
-                                                                   plan.notes.get("cpu_table_rates"))
+        # decide CPU fallbacks against the CPU rates the plan was made with (measured, if they were)
+        self.cost = self._cost_given or CostModel().with_cpu_rates(plan.cpu_rates)
         self._pim = [t for t, tp in enumerate(plan.tables) if tp.placement == "pim"]
         self._cpu = [t for t, tp in enumerate(plan.tables) if tp.placement != "pim"]
         for t in self._cpu:
@@ -195,8 +195,14 @@ class PimBackend:
             return plan
         if isinstance(profile, (str, Path)):
             profile = AccessProfile.load(profile)
-        cfg = self.planner_config or PlannerConfig(nr_dpus=self._nr_dpus or 64, level=self.level,
-                                                   value_mode=_PLAN_VALUE_MODE[self.value_mode])
+        cfg = self.planner_config
+        if cfg is None:
+            cfg = PlannerConfig(nr_dpus=self._nr_dpus or 64, level=self.level,
+                                value_mode=_PLAN_VALUE_MODE[self.value_mode])
+            if profile is None or profile.cpu_rates is None:
+                # no rates measured on real requests: measure the CPU kernel on the uniform
+                # accesses the planner then assumes, rather than plan against a reference figure
+                cfg = dataclasses.replace(cfg, cpu_rates=measure_uniform_cpu_rates(tables, cfg.batch_size, cfg.pooling))
         return make_plan(tables, profile, cfg)
 
     @staticmethod

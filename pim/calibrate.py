@@ -18,6 +18,8 @@ import statistics
 from time import perf_counter
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from ..embedding_bag import embedding_bags
 from ..errors import InvalidInputError
 from ..sparse import SparseBatch
@@ -30,14 +32,15 @@ MEASURE_BATCHES = 4
 
 def measure_cpu_rates(tables: Sequence[EmbeddingTable], batches: Iterable[SparseBatch], *,
                       max_batches: int = MEASURE_BATCHES, repeats: int = 3, threads: int | None = None,
-                      ref_dim: int = DEFAULT_CPU_REF_DIM) -> CpuRates:
+                      ref_dim: int = DEFAULT_CPU_REF_DIM, source: str = "MEASURED here on a sample") -> CpuRates:
     """Time updlrm's CPU kernel on the first ``max_batches`` of ``batches``: all tables in one
     call, as a session pools them, and each table alone. The overall rate is the units of all
     the batches over the median time of ``repeats`` passes; each table's rate is its lookups over
     its share of that time, the shares in proportion to its own median pass (so the tables'
     modelled times add up to the measured whole).
 
-    Each batch is validated first and pooled once untimed. Give distinct batches that together
+    ``source`` says in reports what the rates were measured on. Each batch is validated first
+    and pooled once untimed. Give distinct batches that together
     read more than the caches hold, as real requests do: one small batch timed again and again
     finds its rows in cache.
     """
@@ -73,4 +76,18 @@ def measure_cpu_rates(tables: Sequence[EmbeddingTable], batches: Iterable[Sparse
     scale = whole / sum(alone)
     table_rates = {table.name: lookups[t] / (alone[t] * scale)
                    for t, table in enumerate(tables) if lookups[t] and alone[t] > 0}
-    return CpuRates(units / whole, table_rates)
+    return CpuRates(units / whole, table_rates, source)
+
+
+def measure_uniform_cpu_rates(tables: Sequence[EmbeddingTable], batch_size: int, pooling: float = 1.0, *,
+                              seed: int = 0, threads: int | None = None) -> CpuRates:
+    """:func:`measure_cpu_rates` on synthetic batches of ``batch_size`` bags of about ``pooling``
+    uniformly drawn rows: the planner's own assumption when it has no sample of requests."""
+    from ..datasets.synthetic import random_batch
+
+    rng = np.random.default_rng(seed)
+    lookups = max(1, round(pooling))
+    batches = [random_batch(tables, batch_size, pooling=lookups, rng=rng, index_dtype=np.int32)
+               for _ in range(MEASURE_BATCHES)]
+    return measure_cpu_rates(tables, batches, threads=threads,
+                             source="MEASURED here on uniform synthetic batches (no request sample)")

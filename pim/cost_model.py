@@ -321,12 +321,18 @@ class CpuModel:
 
 @dataclass(frozen=True)
 class CpuRates:
-    """MEASURED rates of updlrm's CPU kernel on a sample (:func:`updlrm.pim.calibrate.measure_cpu_rates`):
-    ``lookups_per_s`` over all tables, in :class:`CpuModel`'s units, and ``table_rates``,
-    lookups/s of each table (by name) as its share of the same time."""
+    """The CPU baseline's rates and where they come from: ``lookups_per_s`` over all tables, in
+    :class:`CpuModel`'s units, ``table_rates``, lookups/s of each table (by name; empty: the
+    overall rate for every table), and ``source``, said in reports (e.g. what
+    :func:`updlrm.pim.calibrate.measure_cpu_rates` measured them on)."""
 
     lookups_per_s: float
-    table_rates: dict[str, float]
+    table_rates: dict[str, float] = field(default_factory=dict)
+    source: str = "given"
+
+    def __post_init__(self) -> None:
+        if not self.lookups_per_s > 0 or any(not r > 0 for r in self.table_rates.values()):
+            raise InvalidInputError(f"CPU lookup rates must be > 0, got {self.lookups_per_s} and {self.table_rates}")
 
 
 @dataclass(frozen=True)
@@ -350,16 +356,11 @@ class CostModel:
                 changes[key] = replace(getattr(self, key), **changes[key])
         return replace(self, **changes)
 
-    def with_cpu_rate(self, lookups_per_s: float | None,
-                      table_rates: Mapping[str, float] | None = None) -> "CostModel":
-        """A copy with the CPU baseline's rate and per-table rates replaced (``self`` when
-        ``lookups_per_s`` is None; no per-table rates unless given)."""
-        if lookups_per_s is None:
+    def with_cpu_rates(self, rates: CpuRates | None) -> "CostModel":
+        """A copy with the CPU baseline's rates replaced (``self`` when ``rates`` is None)."""
+        if rates is None:
             return self
-        table_rates = dict(table_rates or {})
-        if not lookups_per_s > 0 or any(not r > 0 for r in table_rates.values()):
-            raise InvalidInputError(f"CPU lookup rates must be > 0, got {lookups_per_s} and {table_rates}")
-        return self.with_(cpu={"lookups_per_s": float(lookups_per_s), "table_rates": table_rates})
+        return self.with_(cpu={"lookups_per_s": float(rates.lookups_per_s), "table_rates": dict(rates.table_rates)})
 
     def instructions(self, work: BatchWork) -> np.ndarray:
         """Instructions per DPU: given, or from rows, element adds and bags."""

@@ -35,7 +35,7 @@ import heapq
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -44,7 +44,8 @@ import numpy as np
 
 from updlrm.errors import CapacityError, InvalidInputError
 
-from .cost_model import DEFAULT_CPU_LOOKUPS_PER_S, DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel, CpuModel
+from .cost_model import (DEFAULT_CPU_LOOKUPS_PER_S, DPUS_PER_RANK, MAX_DMA_BYTES, MRAM_BYTES, CostModel, CpuModel,
+                         CpuRates)
 from .plan import SPLIT_BY, VALUE_BYTES, Plan, TablePlan, TableSpec, Tile
 from .plot import write_load_png
 from .profile import AccessProfile
@@ -103,12 +104,11 @@ class PlannerConfig:
             of the bags), ``"lookups"`` (its share of the lookups) or ``"auto"``: whichever
             leaves the plan's critical stages less per-batch noise (:func:`_batch_noise`).
         cost: the cost model.
-        cpu_lookups_per_s: the CPU baseline's rate (lookup units per second, see
-            :class:`~updlrm.pim.cost_model.CpuModel`) that decides what stays on the host. None
-            takes the rates measured with the profile (``AccessProfile.cpu_rates``: the whole
-            batch's and each table's) when it has them, else ``cost.cpu``'s, by default a
-            reference figure not measured on this host (:mod:`updlrm.pim.calibrate` says why
-            that matters). A rate given here is one rate for all tables.
+        cpu_rates: the CPU baseline's rates (:class:`~updlrm.pim.cost_model.CpuRates`) that
+            decide what stays on the host. None takes those measured with the profile
+            (``AccessProfile.cpu_rates``: the whole batch's and each table's) when it has them,
+            else ``cost.cpu``'s, by default a reference figure not measured on this host
+            (:mod:`updlrm.pim.calibrate` says why that matters).
     """
 
     nr_dpus: int = 2560
@@ -138,7 +138,7 @@ class PlannerConfig:
     fewer_dpus: bool = True
     split_by: str = "auto"
     cost: CostModel = field(default_factory=CostModel)
-    cpu_lookups_per_s: float | None = None
+    cpu_rates: CpuRates | None = None
 
     @property
     def max_replicas(self) -> int:
@@ -158,8 +158,6 @@ class PlannerConfig:
         Level(self.level)
         if self.split_by not in ("auto", *SPLIT_BY):
             raise InvalidInputError(f"split_by must be 'auto', 'bags' or 'lookups', got {self.split_by!r}")
-        if self.cpu_lookups_per_s is not None and not self.cpu_lookups_per_s > 0:
-            raise InvalidInputError(f"cpu_lookups_per_s must be > 0 or None, got {self.cpu_lookups_per_s}")
         if any(not 0 < share <= 1 for share in self.hybrid_row_shares):
             raise InvalidInputError(f"hybrid_row_shares must lie in (0, 1], got {self.hybrid_row_shares}")
 
@@ -661,7 +659,7 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
     """
     cfg = config or PlannerConfig()
     cfg.validate()
-    cost, rate_source = planner_cost(cfg, profile)
+    cost, rates = planner_cost(cfg, profile)
     cfg = replace(cfg, cost=cost)
 
     def noisy_total(plan: Plan) -> float:
@@ -683,23 +681,22 @@ def make_plan(tables: Sequence[Any], profile: AccessProfile | None = None,
             plan.nr_dpus = cfg.nr_dpus      # the other DPUs stay idle (they cost nothing)
             best, best_n, best_total = plan, n, total
     best.notes["dpus_planned"] = best_n
-    best.notes["cpu_lookups_per_s"] = cost.cpu.lookups_per_s
-    best.notes["cpu_table_rates"] = dict(cost.cpu.table_rates)
-    best.notes["cpu_rate_source"] = rate_source
+    best.notes["cpu_rates"] = asdict(rates)
     return best
 
 
-def planner_cost(cfg: PlannerConfig, profile: AccessProfile | None) -> tuple[CostModel, str]:
-    """The cost model a plan is made with, its CPU baseline rate resolved as
-    ``PlannerConfig.cpu_lookups_per_s`` says, and where that rate comes from."""
-    if cfg.cpu_lookups_per_s is not None:
-        return cfg.cost.with_cpu_rate(cfg.cpu_lookups_per_s), "given"
-    if profile is not None and profile.cpu_rates is not None:
+def planner_cost(cfg: PlannerConfig, profile: AccessProfile | None) -> tuple[CostModel, CpuRates]:
+    """The cost model a plan is made with, its CPU baseline resolved as
+    ``PlannerConfig.cpu_rates`` says, and those rates (with where they come from)."""
+    rates = cfg.cpu_rates
+    if rates is None and profile is not None:
         rates = profile.cpu_rates
-        return cfg.cost.with_cpu_rate(rates.lookups_per_s, rates.table_rates), "measured with the profile"
-    if cfg.cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S:
-        return cfg.cost, "reference figure, not measured on this host"
-    return cfg.cost, "the cost model's"
+    if rates is not None:
+        return cfg.cost.with_cpu_rates(rates), rates
+    cpu = cfg.cost.cpu
+    source = ("reference figure, not measured on this host" if cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S
+              else "the cost model's")
+    return cfg.cost, CpuRates(cpu.lookups_per_s, dict(cpu.table_rates), source)
 
 
 def _batch_noise(plan: Plan, profile: AccessProfile | None, split_by: str = "auto") -> tuple[str, float]:
@@ -1366,9 +1363,9 @@ def report(plan: Plan, cost: CostModel | None = None, png: str | None = None) ->
     """Summarise ``plan`` (expected work of its reference batch) with ``cost`` (default: the
     cost model the plan was made with); optionally write the per-DPU load PNG (stacked modelled
     kernel / push / pull seconds)."""
-    planned_rate = plan.notes.get("cpu_lookups_per_s")
-    cost = cost or CostModel().with_cpu_rate(planned_rate, plan.notes.get("cpu_table_rates"))
-    rate_source = plan.notes.get("cpu_rate_source", "unknown") if cost.cpu.lookups_per_s == planned_rate \
+    planned = plan.cpu_rates
+    cost = cost or CostModel().with_cpu_rates(planned)
+    rate_source = planned.source if planned is not None and cost.cpu.lookups_per_s == planned.lookups_per_s \
         else "given to the report"
     work = plan.expected_work()
     stages = cost.stages(work)

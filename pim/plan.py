@@ -52,7 +52,7 @@ import numpy as np
 from updlrm.errors import InvalidInputError
 
 from . import _scatter
-from .cost_model import BatchWork, CostModel, CpuModel, StageTimes
+from .cost_model import BatchWork, CostModel, CpuModel, CpuRates, StageTimes
 from .profile import read_versioned_json, write_versioned
 
 PLAN_FORMAT = "updlrm.pim_plan"
@@ -486,6 +486,12 @@ class Plan:
                                           cpu_lookup_units=cpu_units,
                                           host_row_lookups=float(self.notes.get("expected_host_row_lookups", 0.0)),
                                           host_copy_lookups=int(copied), host_add_bytes=self.host_add_bytes(self.batch_size))
+
+    @property
+    def cpu_rates(self) -> CpuRates | None:
+        """The CPU baseline the plan was made with (None: a plan from before it was recorded)."""
+        rates = self.notes.get("cpu_rates")
+        return None if rates is None else CpuRates(**rates)
 
     def predict(self, cost: CostModel | None = None) -> StageTimes:
         """MODELLED stage times of the reference batch."""

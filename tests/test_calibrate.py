@@ -50,12 +50,12 @@ def test_batch_units_weigh_lookups_by_width_or_by_a_tables_own_rate(tables, batc
     own = CpuModel(lookups_per_s=100.0, ref_dim=16, table_rates={"t0": 25.0})
     assert own.batch_units(b, tables) == pytest.approx(4 * n[0] + 2 * n[1] + n[2])
     assert own.seconds_units(own.units(tables[0], 50)) == pytest.approx(2.0)      # 50 lookups at 25/s
-    cost = CostModel().with_cpu_rate(100.0, {"t0": 25.0})
-    assert cost.cpu == CpuModel(100.0, 64, {"t0": 25.0}) and cost.with_cpu_rate(None) is cost
-    assert cost.with_cpu_rate(50.0).cpu.table_rates == {}          # a new overall rate drops the old per-table ones
-    for bad in ((0.0, None), (100.0, {"t0": -1.0})):
+    cost = CostModel().with_cpu_rates(CpuRates(100.0, {"t0": 25.0}))
+    assert cost.cpu == CpuModel(100.0, 64, {"t0": 25.0}) and cost.with_cpu_rates(None) is cost
+    assert cost.with_cpu_rates(CpuRates(50.0)).cpu.table_rates == {}     # new rates replace the old per-table ones
+    for bad in ((0.0, {}), (100.0, {"t0": -1.0})):
         with pytest.raises(InvalidInputError, match="must be > 0"):
-            CostModel().with_cpu_rate(*bad)
+            CpuRates(*bad)
 
 
 def test_measured_rates_split_the_whole_time_by_each_tables_own(tables, batches, monkeypatch):
@@ -105,27 +105,26 @@ def test_extract_profile_records_the_measured_rates(tables, batches, tmp_path):
 
 
 def test_planner_rate_precedence(profile):
-    measured = dataclasses.replace(profile, cpu_rates=CpuRates(123e6, {"t0": 50e6}))
-    given = planner_cost(config(cpu_lookups_per_s=7e6), measured)[0].cpu
-    assert given.lookups_per_s == 7e6 and given.table_rates == {}          # one rate for all tables
-    cost, source = planner_cost(config(), measured)
+    measured = dataclasses.replace(profile, cpu_rates=CpuRates(123e6, {"t0": 50e6}, "on the sample"))
+    cost, rates = planner_cost(config(cpu_rates=CpuRates(7e6)), measured)       # the config's win
+    assert cost.cpu.lookups_per_s == 7e6 and cost.cpu.table_rates == {} and rates.source == "given"
+    cost, rates = planner_cost(config(), measured)                              # then the profile's
     assert cost.cpu.lookups_per_s == 123e6 and cost.cpu.table_rates == {"t0": 50e6}
-    assert source == "measured with the profile"
-    cost, source = planner_cost(config(), profile)
-    assert cost.cpu.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S and "not measured" in source
-    with pytest.raises(InvalidInputError, match="cpu_lookups_per_s"):
-        config(cpu_lookups_per_s=0.0).validate()
+    assert rates.source == "on the sample"
+    cost, rates = planner_cost(config(), profile)                               # else the reference
+    assert cost.cpu.lookups_per_s == rates.lookups_per_s == DEFAULT_CPU_LOOKUPS_PER_S
+    assert "not measured" in rates.source
 
 
 def test_a_fast_cpu_keeps_tables_on_the_host_and_the_plan_remembers_its_rate(tables, profile, tmp_path):
-    slow = make_plan(tables, profile, config(cpu_lookups_per_s=1e3))
-    fast = make_plan(tables, profile, config(cpu_lookups_per_s=1e15))
+    slow = make_plan(tables, profile, config(cpu_rates=CpuRates(1e3)))
+    fast = make_plan(tables, profile, config(cpu_rates=CpuRates(1e15, {"t1": 2e15})))
     assert all(tp.placement == "pim" for tp in slow.tables)
     assert all(tp.placement != "pim" for tp in fast.tables)
     fast.save(tmp_path / "plan")
     back = Plan.load(tmp_path / "plan.json")
-    assert back.notes["cpu_lookups_per_s"] == 1e15 and back.notes["cpu_rate_source"] == "given"
-    rep = report(back)                                  # the plan's own rate by default
+    assert back.cpu_rates == CpuRates(1e15, {"t1": 2e15}, "given")
+    rep = report(back)                                  # the plan's own rates by default
     assert rep.cpu_lookups_per_s == 1e15 and "given" in rep.format()
     assert report(back, CostModel()).cpu_rate_source == "given to the report"
 
@@ -133,10 +132,24 @@ def test_a_fast_cpu_keeps_tables_on_the_host_and_the_plan_remembers_its_rate(tab
 def test_backend_falls_back_against_the_plans_rate(tables, profile, batches):
     # the plan puts every table on the DPUs; its (measured) CPU rate then decides each batch
     for rate, on_host in ((1e15, 1), (1e3, 0)):
-        plan = make_plan(tables, profile, config(allow_cpu=False, cpu_lookups_per_s=rate))
+        plan = make_plan(tables, profile, config(allow_cpu=False, cpu_rates=CpuRates(rate)))
         backend = PimBackend(plan=plan)
         backend.load(tables)
         assert backend.cost.cpu.lookups_per_s == rate
         backend.lookup(batches[0])
         assert backend.stats().extra["cpu_fallback_batches"] == on_host
         backend.close()
+
+
+def test_a_backend_that_plans_itself_measures_the_cpu_without_a_profiles_rates(tables, profile):
+    backend = PimBackend(nr_dpus=8)
+    backend.load(tables, profile=profile)                   # a profile without rates
+    rates = backend.plan.cpu_rates
+    assert "uniform synthetic" in rates.source and sorted(rates.table_rates) == ["t0", "t1", "t2"]
+    assert backend.cost.cpu.lookups_per_s == rates.lookups_per_s
+    backend.close()
+    measured = dataclasses.replace(profile, cpu_rates=CpuRates(5e6, {}, "on the sample"))
+    backend = PimBackend(nr_dpus=8)
+    backend.load(tables, profile=measured)
+    assert backend.plan.cpu_rates.source == "on the sample" and backend.cost.cpu.lookups_per_s == 5e6
+    backend.close()

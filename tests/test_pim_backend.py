@@ -530,7 +530,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
         assert f"level {level.value}" in text
         assert f"planning the {level.value} level on 16 DPUs" in captured.err   # progress lines
     assert "MODELLED" in text and "imbalance" in text and "replicas split each batch by" in text
-    assert "M lookups/s: measured with the profile)" in text      # the CPU baseline, measured on --data
+    assert "M lookups/s: MEASURED here on the profiled requests)" in text      # the CPU baseline, on --data
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"load_{lvl.value}.png" for lvl in
                                                                     sorted(Level, key=lambda x: x.value)]
     plan = Plan.load(out)
@@ -547,5 +547,7 @@ def test_plan_cli_prints_levels_and_writes_plan_and_pngs(dlrm_export, tmp_path, 
     assert main(["plan", str(path), "--dpus", "16", "--profile", str(tmp_path / "prof2.json"), "--level", "uniform",
                  "-o", str(tmp_path / "p2.json"), "-q", "--cpu-rate", "5"]) == 0
     captured = capsys.readouterr()
-    assert captured.err == "" and "(at 5.0 M lookups/s: given)" in captured.out
+    assert captured.err == "" and "(at 5.0 M lookups/s: given (--cpu-rate))" in captured.out
     assert Plan.load(tmp_path / "p2.json").level == "uniform"
+    assert main(["plan", str(path), "--dpus", "16", "--level", "uniform", "-q"]) == 0    # no profile
+    assert "MEASURED here on uniform synthetic batches" in capsys.readouterr().out

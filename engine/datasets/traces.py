@@ -77,5 +77,5 @@ def extract_profile(source: Any, num_rows: Sequence[int], *, names: Sequence[str
     trace = SparseTrace(source, batch_size=batch_size, max_samples=max_samples)
     profile = build_profile(trace, num_rows, names=names, **profile_options)
     if cpu_tables is not None:
-        profile.cpu_rates = measure_cpu_rates(cpu_tables, trace)
+        profile.cpu_rates = measure_cpu_rates(cpu_tables, trace, source="MEASURED here on the profiled requests")
     return profile
