@@ -16,7 +16,9 @@ older VM of this kind). Sections:
    (this VM's rate, and a host scaled to a server's stated memory bandwidth);
 3. pooling 1;
 4. sweeps over batch size (64..4096) and DPU count (256..2,560);
-5. skew: the hottest 1% of rows taking 50-90% of the accesses (cache level, int32).
+5. skew: the hottest 1% of rows taking 50-90% of the accesses (cache level, int32);
+6. a model of big tables only (8 x 2 M rows x 64, issue 2's benchmark model), uniform and power
+   law, with the CPU fallback and with every table on the DPUs.
 
 Per-DPU load PNGs per level go to ``--out``.
 
@@ -114,13 +116,14 @@ def cpu_only_seconds(cost: CostModel, plan, idx: list[np.ndarray]) -> float:
 
 class CpuBaseline:
     """The CPU-only rate per workload: MEASURED on its held-out batches with updlrm's CPU kernel
-    over tables of ``rows`` rows (filled, on huge pages, as a loaded model's would be), or a
-    fixed ``rate``."""
+    over tables shaped and named as ``specs`` (filled, on huge pages, as a loaded model's would
+    be: the per-table rates go by name), or a fixed ``rate``. The tables are made at the first
+    measurement."""
 
-    def __init__(self, rows: list[int], rate: float | None):
+    def __init__(self, specs: list[TableSpec], rate: float | None):
+        self.specs = specs
         self.rate = rate
-        self.tables = None if rate is not None else [EmbeddingTable(f"C{i + 1}", filled_table(n)) for i, n in
-                                                     enumerate(rows)]
+        self.tables: list[EmbeddingTable] | None = None
         self._measured: dict[int, CpuRates] = {}
 
     @property
@@ -131,6 +134,8 @@ class CpuBaseline:
         """``cost`` with the CPU rate of the workload whose held-out batches are ``held``."""
         if self.rate is not None:
             return cost.with_cpu_rates(CpuRates(self.rate))
+        if self.tables is None:
+            self.tables = [EmbeddingTable(s.name, filled_table(s.rows)) for s in self.specs]
         if id(held) not in self._measured:
             batches = [SparseBatch.from_jagged(idx, off, include_last_offset=True) for idx, off in held]
             self._measured[id(held)] = measure_cpu_rates(self.tables, batches, max_batches=len(batches),
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                          "left for DRAM next to the PIM DIMMs); host rates scale by it / this VM's 21.8 GB/s")
     ap.add_argument("--out", default=None, help="folder for per-level load PNGs")
     ap.add_argument("--json", default=None, help="write all results here")
-    ap.add_argument("--sections", default="2,2b,3,4,5", help="which evaluation sections to run (comma list)")
+    ap.add_argument("--sections", default="2,2b,3,4,5,6", help="which evaluation sections to run (comma list)")
     ap.add_argument("--profile-batches", type=int, default=8,
                     help="batches of 4,096 bags in the access profile (exact counts for every table)")
     args = ap.parse_args(argv)
@@ -259,15 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {what} | {model:.3g} | {pub} | {src} |")
         results["validation"].append({"what": what, "modelled": model, "published": pub, "source": src})
 
-    t0 = time.perf_counter()
-    baseline = CpuBaseline(rows, args.cpu_lookups_per_s)
+    baseline = CpuBaseline(specs, args.cpu_lookups_per_s)
     cost = CostModel()
     scale = args.server_mem_gbps / THIS_VM_SEQ_GBPS
     results["cpu_rate_source"] = baseline.source
     results["server_scale"] = scale
-    print(f"\nCPU-only baseline: {baseline.source} (tables ready in {time.perf_counter() - t0:.1f} s; "
-          f"its rate per row in column 'CPU M/s'); server host: all host rates, the CPU's included, "
-          f"x{scale:.2f} ({args.server_mem_gbps} GB/s stated vs {THIS_VM_SEQ_GBPS} GB/s)")
+    print(f"\nCPU-only baseline: {baseline.source} (its rate per row in column 'CPU M/s'); server host: "
+          f"all host rates, the CPU's included, x{scale:.2f} ({args.server_mem_gbps} GB/s stated vs "
+          f"{THIS_VM_SEQ_GBPS} GB/s)")
 
     rng = np.random.default_rng(0)
     n_profile = 2 if args.quick else args.profile_batches
@@ -361,6 +365,26 @@ def main(argv: list[str] | None = None) -> int:
             r = plan_and_eval(specs, prof, cfg, baseline.cost(cost, held_s), held_s)
             results["skew"][f"top1-{share}"] = r
             print(fmt_row(f"top 1% of rows: {share:.0%} of accesses", r), flush=True)
+
+    if "6" in sections:
+        big_rows = [200_000 if args.quick else 2_000_000] * 8
+        print(f"\n## 6. Big tables only: 8 x {big_rows[0]:,} rows x {DIM}, B=4096, pooling 20-80, int32, "
+              "2,560 DPUs\n")
+        print(HEADER)
+        big_specs = [TableSpec(f"B{i + 1}", n, DIM) for i, n in enumerate(big_rows)]
+        big_baseline = CpuBaseline(big_specs, args.cpu_lookups_per_s)
+        for trace in ("uniform", "powerlaw"):
+            sample = [make_batch(big_rows, 4096, (20, 80), trace == "powerlaw", rng) for _ in range(n_profile)]
+            prof = build_profile(sample, big_rows, names=[s.name for s in big_specs], exact_limit=1 << 24)
+            held_b = [make_batch(big_rows, 4096, (20, 80), trace == "powerlaw", rng) for _ in range(2)]
+            for level in (Level.UNIFORM, Level.POPULARITY):
+                for allow_cpu in (True, False):
+                    cfg = dataclasses.replace(base, level=level, value_mode="int32", allow_cpu=allow_cpu)
+                    r = plan_and_eval(big_specs, prof, cfg, big_baseline.cost(cost, held_b), held_b)
+                    name = f"{trace} {level.value}" + ("" if allow_cpu else ", all on DPUs")
+                    results.setdefault("big_tables", {})[name] = r
+                    print(fmt_row(name, r), flush=True)
+        del big_baseline
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
