@@ -41,6 +41,7 @@ from updlrm.pim import PimBackend
 from updlrm.pim.partitioner import PlannerConfig
 from updlrm.pim.profile import build_profile
 from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
+from updlrm.datasets.traces import extract_profile
 from updlrm.tables import EmbeddingTable
 
 DIM = 64
@@ -80,8 +81,9 @@ def run_config(tables, abs_cpu, cpu, trace, pooling, nr_dpus, level, batch_sizes
     skewed = trace == "power-law"
     rng = np.random.default_rng(seed)
     ref_b = max(batch_sizes)
-    profile = build_profile([random_batch(tables, ref_b, pooling=pooling, skewed=skewed, rng=rng) for _ in range(4)],
-                            [t.rows for t in tables])
+    # the profile carries the CPU kernel's rates measured on its sample: the planner's baseline
+    profile = extract_profile([random_batch(tables, ref_b, pooling=pooling, skewed=skewed, rng=rng) for _ in range(4)],
+                              [t.rows for t in tables], cpu_tables=tables)
     cfg = PlannerConfig(nr_dpus=nr_dpus, level=level, batch_size=ref_b, allow_cpu=not args.all_on_dpus,
                         value_mode="fp32" if args.value_mode == "f32" else "int32",
                         mram_bytes=(8 << 20) + region_bytes(args, nr_dpus), mram_reserve=8 << 20)
