@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -134,7 +133,7 @@ def _to_stderr(message: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .pim.calibrate import measure_uniform_cpu_rates
+    from .pim.calibrate import with_cpu_rates
     from .pim.cost_model import CpuRates
     from .pim.partitioner import PlannerConfig, compare_levels
     from .pim.profile import AccessProfile
@@ -153,9 +152,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             profile = _sample_profile(sess, args.data, args.batch_size)
             if args.profile_out is not None:
                 profile.save(args.profile_out)
-        if config.cpu_rates is None and (profile is None or profile.cpu_rates is None):
-            config = dataclasses.replace(config, cpu_rates=measure_uniform_cpu_rates(tables, args.batch_size,
-                                                                                     config.pooling))
+        config = with_cpu_rates(config, tables, profile)
     if args.png_dir is not None:
         args.png_dir.mkdir(parents=True, exist_ok=True)
     results = compare_levels(tables, profile, config, None if args.png_dir is None else str(args.png_dir),

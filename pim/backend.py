@@ -53,7 +53,7 @@ from updlrm.tables import EmbeddingTable, Pooling
 
 from . import _emb_pack
 from ._dpu import DpuSet
-from .calibrate import measure_uniform_cpu_rates
+from .calibrate import with_cpu_rates
 from .cost_model import BatchWork, CostModel
 from .counters import CountersUnavailableError
 from .emb_host import MRAM_BYTES, EmbKernelRunner, PoolOp, ValueMode, make_tile, mean_from_sum
@@ -195,14 +195,10 @@ class PimBackend:
             return plan
         if isinstance(profile, (str, Path)):
             profile = AccessProfile.load(profile)
-        cfg = self.planner_config
+        cfg = self.planner_config        # a config given is planned with as it is
         if cfg is None:
-            cfg = PlannerConfig(nr_dpus=self._nr_dpus or 64, level=self.level,
-                                value_mode=_PLAN_VALUE_MODE[self.value_mode])
-            if profile is None or profile.cpu_rates is None:
-                # no rates measured on real requests: measure the CPU kernel on the uniform
-                # accesses the planner then assumes, rather than plan against a reference figure
-                cfg = dataclasses.replace(cfg, cpu_rates=measure_uniform_cpu_rates(tables, cfg.batch_size, cfg.pooling))
+            cfg = with_cpu_rates(PlannerConfig(nr_dpus=self._nr_dpus or 64, level=self.level,
+                                               value_mode=_PLAN_VALUE_MODE[self.value_mode]), tables, profile)
         return make_plan(tables, profile, cfg)
 
     @staticmethod

@@ -7,12 +7,14 @@ real model differs: the Criteo Kaggle shape has many tables that fit in cache, a
 trace hits the same rows again. On this project's 2-vCPU VM the kernel pooled B=4,096 Criteo
 batches (pooling 20-80, the real cardinalities) at 340-390 M lookups/s uniform and 455-470 M/s
 power-law, ten times the reference rate, so a plan made with the reference rate puts tables on
-the DPUs that the host pools faster. The rates are therefore measured on the model's own tables and a sample of its
-requests, on the host that will run it: the whole batch's, and each table's share of it (a
-10 M-row table whose lookups miss the caches costs several times what a cached one does).
+the DPUs that the host pools faster. The rates are therefore measured on the model's own tables
+and a sample of its requests, on the host that will run it: the whole batch's, and each table's
+share of it (a 10 M-row table whose lookups miss the caches costs several times what a cached
+one does).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import statistics
 from time import perf_counter
@@ -25,6 +27,8 @@ from ..errors import InvalidInputError
 from ..sparse import SparseBatch
 from ..tables import EmbeddingTable
 from .cost_model import DEFAULT_CPU_REF_DIM, CpuModel, CpuRates
+from .partitioner import PlannerConfig
+from .profile import AccessProfile
 
 #: Batches of a sample the rates are measured on (each is timed ``repeats`` times).
 MEASURE_BATCHES = 4
@@ -40,9 +44,8 @@ def measure_cpu_rates(tables: Sequence[EmbeddingTable], batches: Iterable[Sparse
     modelled times add up to the measured whole).
 
     ``source`` says in reports what the rates were measured on. Each batch is validated first
-    and pooled once untimed. Give distinct batches that together
-    read more than the caches hold, as real requests do: one small batch timed again and again
-    finds its rows in cache.
+    and pooled once untimed. Give distinct batches that together read more than the caches hold,
+    as real requests do: one small batch timed again and again finds its rows in cache.
     """
     sample = list(itertools.islice(batches, max_batches))
     if not sample:
@@ -91,3 +94,13 @@ def measure_uniform_cpu_rates(tables: Sequence[EmbeddingTable], batch_size: int,
                for _ in range(MEASURE_BATCHES)]
     return measure_cpu_rates(tables, batches, threads=threads,
                              source="MEASURED here on uniform synthetic batches (no request sample)")
+
+
+def with_cpu_rates(cfg: PlannerConfig, tables: Sequence[EmbeddingTable],
+                   profile: AccessProfile | None) -> PlannerConfig:
+    """``cfg`` as it is when it or ``profile`` carries CPU rates, else with rates measured on
+    uniform synthetic batches of its reference batch (:func:`measure_uniform_cpu_rates`), so
+    that a plan made without a measured profile is not made against the reference figure."""
+    if cfg.cpu_rates is not None or (profile is not None and profile.cpu_rates is not None):
+        return cfg
+    return dataclasses.replace(cfg, cpu_rates=measure_uniform_cpu_rates(tables, cfg.batch_size, cfg.pooling))
