@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import mmap
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from updlrm.pim.partitioner import Level, PlannerConfig, make_plan, report
 from updlrm.pim.plan import TableSpec
 from updlrm.pim.profile import build_profile
 from updlrm.datasets.synthetic import CRITEO_KAGGLE_CARDINALITIES, random_batch
-from updlrm.hugepages import HUGE_PAGE_BYTES
+from updlrm.hugepages import empty_on_huge_pages
 from updlrm.pim.calibrate import measure_cpu_rates
 from updlrm.sparse import SparseBatch
 from updlrm.tables import EmbeddingTable
@@ -145,11 +144,7 @@ class CpuBaseline:
 
 def filled_table(rows: int) -> np.ndarray:
     """A [rows, DIM] float32 table on huge pages, every page touched (never the zero page)."""
-    mapping = mmap.mmap(-1, rows * DIM * 4 + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    mapping.madvise(mmap.MADV_HUGEPAGE)
-    raw = np.frombuffer(mapping, np.uint8)
-    skip = -raw.__array_interface__["data"][0] % HUGE_PAGE_BYTES
-    table = raw[skip:skip + rows * DIM * 4].view(np.float32).reshape(rows, DIM)
+    table = empty_on_huge_pages((rows, DIM), np.float32)
     table.fill(0.5)
     return table
 

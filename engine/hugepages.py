@@ -100,15 +100,22 @@ def residency(arr: np.ndarray) -> Residency:
     return Residency(file_backed, int(resident), int(huge))
 
 
-def copy_to_huge_pages(arr: np.ndarray) -> np.ndarray:
-    """A read-only copy of ``arr`` in a 2 MiB-aligned anonymous mapping madvised for THP."""
-    mapping = mmap.mmap(-1, arr.nbytes + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+def empty_on_huge_pages(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array in a 2 MiB-aligned anonymous mapping madvised for THP
+    (pages untouched: they become huge pages as they are first written)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    mapping = mmap.mmap(-1, nbytes + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     # Must precede the first touch: the kernel picks the page size at fault time.
     mapping.madvise(mmap.MADV_HUGEPAGE)
     raw = np.frombuffer(mapping, dtype=np.uint8)
     skip = -raw.__array_interface__["data"][0] % HUGE_PAGE_BYTES
     # The array keeps `mapping` alive through its base chain.
-    out = raw[skip:skip + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
+
+
+def copy_to_huge_pages(arr: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``arr`` in a 2 MiB-aligned anonymous mapping madvised for THP."""
+    out = empty_on_huge_pages(arr.shape, arr.dtype)
     np.copyto(out, arr)
     out.flags.writeable = False
     return out
