@@ -1,10 +1,11 @@
 """Cython driver of the C embedding-bag kernel, plus the vectorised checks validation needs.
 
-``pool`` pools the bags of many tables in one call: it splits the batch into
-(table, bag range) work items and shares them between the calling thread and persistent helper
-threads (kernels/work_pool.h; serially when the batch is too small for helpers to pay off). Callers pass arrays that ``updlrm.embedding_bag`` has
-already shaped; this module re-checks only what would make the C code read or write out of
-bounds, except index ranges, which ``SparseBatch.validate`` checks (``first_out_of_range``).
+``pool`` pools the bags of many tables in one call: it splits the batch into (table, bag range)
+work items and shares them between the calling thread and persistent helper threads
+(kernels/work_pool.h; serially when the batch is too small for helpers to pay off). Callers pass
+arrays that ``updlrm.embedding_bag`` has already shaped; ``pool`` re-checks only what would make
+the C code read or write out of bounds, except offsets and index ranges: ``check_bags`` checks
+those (and the rest of a batch) for ``SparseBatch.validate``, every table in one call.
 """
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t
@@ -51,11 +52,6 @@ cdef extern from "work_pool.h" nogil:
 
 
 cnp.import_array()
-
-ctypedef fused index_t:
-    int32_t
-    int64_t
-
 
 
 #: Kernel code paths, slowest first (``enum ebag_isa`` in kernels/embedding_bag.h).
@@ -276,25 +272,96 @@ def pool(list weights, list indices, list offsets, list per_sample_weights,
         free(item_end)
 
 
-def first_out_of_range(const index_t[::1] indices, int64_t rows):
-    """Position of the first index outside ``[0, rows)``, or -1 if all are inside."""
-    cdef int64_t pos
-    with nogil:
-        if index_t is int32_t:
-            pos = ebag_first_out_of_range_i32(&indices[0] if indices.shape[0] else NULL,
-                                              indices.shape[0], rows)
-        else:
-            pos = ebag_first_out_of_range_i64(&indices[0] if indices.shape[0] else NULL,
-                                              indices.shape[0], rows)
-    return pos
+#: What ``check_bags`` can find wrong with a table's bags, in the order it checks them.
+BAG_PROBLEMS = ("indices_type", "indices_layout", "offsets_type", "offsets_layout",
+                "dtype_mismatch", "no_offsets", "batch_size", "first_offset", "offset_beyond",
+                "offset_decrease", "last_offset", "weights_missing", "weights_type",
+                "weights_count", "weights_unexpected", "index_range")
+
+cdef enum _problem:
+    INDICES_TYPE, INDICES_LAYOUT, OFFSETS_TYPE, OFFSETS_LAYOUT, DTYPE_MISMATCH, NO_OFFSETS,
+    BATCH_SIZE, FIRST_OFFSET, OFFSET_BEYOND, OFFSET_DECREASE, LAST_OFFSET, WEIGHTS_MISSING,
+    WEIGHTS_TYPE, WEIGHTS_COUNT, WEIGHTS_UNEXPECTED, INDEX_RANGE, NO_PROBLEM
 
 
-def first_decrease(const index_t[::1] offsets):
-    """First position ``p`` with ``offsets[p] > offsets[p + 1]``, or -1 if non-decreasing."""
-    cdef int64_t pos
+cdef inline int64_t _at(cnp.ndarray a, Py_ssize_t i) noexcept:
+    """Element ``i`` of a checked 1-D int32/int64 array."""
+    if cnp.PyArray_ITEMSIZE(a) == 8:
+        return (<const int64_t *>cnp.PyArray_DATA(a))[i]
+    return (<const int32_t *>cnp.PyArray_DATA(a))[i]
+
+
+cdef _problem _table_problem(object indices, object offsets, object weights, int64_t rows,
+                             bint weighted, int64_t batch_size, tuple index_dtypes,
+                             int64_t *position):
+    """The first problem of one table's bags (NO_PROBLEM if none); ``position`` gets the
+    offending position where the problem has one."""
+    if not isinstance(indices, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>indices) != 1 \
+            or indices.dtype not in index_dtypes:
+        return INDICES_TYPE
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>indices):
+        return INDICES_LAYOUT
+    if not isinstance(offsets, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>offsets) != 1 \
+            or offsets.dtype not in index_dtypes:
+        return OFFSETS_TYPE
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>offsets):
+        return OFFSETS_LAYOUT
+    cdef cnp.ndarray idx = <cnp.ndarray>indices, off = <cnp.ndarray>offsets
+    if cnp.PyArray_ITEMSIZE(idx) != cnp.PyArray_ITEMSIZE(off):
+        return DTYPE_MISMATCH
+    cdef int64_t n_idx = cnp.PyArray_DIM(idx, 0), n_off = cnp.PyArray_DIM(off, 0)
+    if n_off == 0:
+        return NO_OFFSETS
+    if n_off - 1 != batch_size:
+        return BATCH_SIZE
+    if _at(off, 0) != 0:
+        return FIRST_OFFSET
+    cdef const void *off_data = cnp.PyArray_DATA(off)
+    cdef const void *idx_data = cnp.PyArray_DATA(idx)
+    cdef bint wide = cnp.PyArray_ITEMSIZE(off) == 8
     with nogil:
-        if index_t is int32_t:
-            pos = ebag_first_decrease_i32(&offsets[0] if offsets.shape[0] else NULL, offsets.shape[0])
-        else:
-            pos = ebag_first_decrease_i64(&offsets[0] if offsets.shape[0] else NULL, offsets.shape[0])
-    return pos
+        position[0] = (ebag_first_decrease_i64(<const int64_t *>off_data, n_off) if wide
+                       else ebag_first_decrease_i32(<const int32_t *>off_data, n_off))
+    if position[0] >= 0:
+        return OFFSET_BEYOND if _at(off, position[0]) > n_idx else OFFSET_DECREASE
+    if _at(off, n_off - 1) != n_idx:
+        return LAST_OFFSET
+    if weighted:
+        if weights is None:
+            return WEIGHTS_MISSING
+        if not isinstance(weights, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>weights) != 1 \
+                or cnp.PyArray_TYPE(<cnp.ndarray>weights) != cnp.NPY_FLOAT32 \
+                or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>weights) \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>weights):
+            return WEIGHTS_TYPE
+        if cnp.PyArray_DIM(<cnp.ndarray>weights, 0) != n_idx:
+            return WEIGHTS_COUNT
+    elif weights is not None:
+        return WEIGHTS_UNEXPECTED
+    with nogil:
+        position[0] = (ebag_first_out_of_range_i64(<const int64_t *>idx_data, n_idx, rows) if wide
+                       else ebag_first_out_of_range_i32(<const int32_t *>idx_data, n_idx, rows))
+    return INDEX_RANGE if position[0] >= 0 else NO_PROBLEM
+
+
+def check_bags(tuple indices, tuple offsets, tuple weights, tuple tables, int64_t batch_size,
+               tuple index_dtypes):
+    """The first problem of a batch's bags as ``(table, problem, position)``, or None.
+
+    ``tables`` holds ``(rows, weighted)`` per table; ``problem`` is a name in ``BAG_PROBLEMS``;
+    ``position`` is the offending position in the offsets (``offset_beyond``,
+    ``offset_decrease``) or the indices (``index_range``), else -1. One call checks every table,
+    so a small batch is not held up by a Python call per check (``SparseBatch.validate`` words
+    the problem).
+    """
+    cdef Py_ssize_t t
+    cdef int64_t position
+    cdef _problem problem
+    for t in range(len(tables)):
+        position = -1
+        rows, weighted = tables[t]
+        problem = _table_problem(indices[t], offsets[t], weights[t], rows, weighted, batch_size,
+                                 index_dtypes, &position)
+        if problem != NO_PROBLEM:
+            return t, BAG_PROBLEMS[<int>problem], position
+    return None

@@ -45,29 +45,31 @@ _last_outputs = threading.local()
 
 
 def _output_buffer(floats: int) -> np.ndarray:
-    """A float32 buffer of at least ``floats`` entries: the last one this thread handed out when
-    every view of it has been dropped (the caller is done with the previous batch), else a new
-    one. Reusing it saves a fresh allocation's cold cache lines (5% of a B=1024 batch at pooling
+    """A float32 buffer of ``floats`` entries that starts on a 64-byte cache line (large
+    NumPy allocations are only 16-byte aligned): the last one this thread handed out when every
+    view of it has been dropped (the caller is done with the previous batch), else a new one.
+    Reusing it saves a fresh allocation's cold cache lines (5% of a B=1024 batch at pooling
     20-80 here), as torch's outputs, freed and reallocated at once, come back cache-hot."""
     raw = getattr(_last_outputs, "raw", None)
     # references: this frame's, the thread-local's and getrefcount's argument: no views left
-    if raw is None or raw.size < floats or sys.getrefcount(raw) > 3:
-        raw = np.empty(floats, dtype=np.float32)
-        _last_outputs.raw = raw
-    return raw
+    # (views of views keep the first array as their base, so counting raw's covers them all)
+    if raw is None or raw.size < floats + 16 or sys.getrefcount(raw) > 3:
+        raw = _last_outputs.raw = np.empty(floats + 16, dtype=np.float32)
+        _last_outputs.skip = (-raw.ctypes.data % 64) // 4
+    return raw[_last_outputs.skip:_last_outputs.skip + floats]
 
 
 def allocate_outputs(batch_size: int, dims: Sequence[int]) -> list[np.ndarray]:
     """One C-contiguous float32 ``[batch_size, dim]`` array per table, views into one buffer.
 
-    The buffer starts on a 64-byte cache line (large NumPy allocations are only 16-byte
-    aligned), so 64-column output rows do not straddle lines. It is the previous call's buffer
-    (on this thread) when none of that call's arrays is alive any more.
+    The buffer starts on a 64-byte cache line, so 64-column output rows do not straddle lines.
+    It is the previous call's buffer (on this thread) when none of that call's arrays is alive
+    any more.
     """
     total = batch_size * int(sum(dims))
-    raw = _output_buffer(total + 16)
-    skip = (-raw.ctypes.data % 64) // 4
-    buffer = raw[skip:skip + total]
+    buffer = _output_buffer(total)
+    if dims and all(dim == dims[0] for dim in dims):
+        return list(buffer.reshape(len(dims), batch_size, dims[0]))  # one reshape, not one a table
     outs, start = [], 0
     for dim in dims:
         outs.append(buffer[start:start + batch_size * dim].reshape(batch_size, dim))

@@ -94,6 +94,7 @@ class Session:
             src = bag.source
             sparse_names.update(n for n in (src.indices, src.offsets, src.weights) if n)
         self._dense_inputs = [i for i in model.inputs if i.name not in sparse_names]
+        self._input_names = {i.name for i in model.inputs}
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -123,13 +124,12 @@ class Session:
     # -- scoring -------------------------------------------------------------------------
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run like ``onnxruntime.InferenceSession.run``: feeds keyed by the model's input names."""
-        known = {i.name for i in self.model.inputs}
-        unknown = [k for k in feeds if k not in known]
-        if unknown:
-            raise InvalidInputError(f"unknown input(s) {unknown}; the model takes {sorted(known)}")
-        missing = [i.name for i in self.model.inputs if i.name not in feeds]
-        if missing:
-            raise InvalidInputError(f"missing input(s) {missing}")
+        if feeds.keys() != self._input_names:
+            unknown = [k for k in feeds if k not in self._input_names]
+            if unknown:
+                raise InvalidInputError(f"unknown input(s) {unknown}; the model takes "
+                                        f"{sorted(self._input_names)}")
+            raise InvalidInputError(f"missing input(s) {[i.name for i in self.model.inputs if i.name not in feeds]}")
         batch = self.model.batch_from_feeds(feeds) if self.tables else None
         dense = {i.name: np.asarray(feeds[i.name]) for i in self._dense_inputs}
         return self._forward(dense, batch, output_names, extra=feeds)

@@ -196,20 +196,39 @@ def test_hand_built_batch_with_wrong_dtypes_or_shapes():
         SparseBatch([np.array([1])], [np.array([], np.int64)]).validate(tables(5))
     with pytest.raises(InvalidInputError, match=r"per-sample weights must be a contiguous 1-D float32 array, got float64"):
         SparseBatch([np.array([1])], [np.array([0, 1])], [np.array([1.0])]).validate(tables(5, weighted={0}))
+    with pytest.raises(InvalidInputError, match=r"offsets must be a 1-D int32 or int64 array, got float64 array of shape \(2,\)"):
+        SparseBatch([np.array([1])], [np.array([0.0, 1.0])]).validate(tables(5))
+    with pytest.raises(InvalidInputError, match=r"offsets must be a 1-D int32 or int64 array, got list"):
+        SparseBatch([np.array([1])], [[0, 1]]).validate(tables(5))
+    with pytest.raises(InvalidInputError, match=r"offsets must be a 1-D int32 or int64 array, got >i8 array"):
+        SparseBatch([np.array([1])], [np.array([0, 1], ">i8")]).validate(tables(5))
+    with pytest.raises(InvalidInputError, match=r"table 'cat_0' \(#0\): indices must be contiguous"):
+        SparseBatch([np.array([1, 9, 2, 9])[::2]], [np.array([0, 1, 2])]).validate(tables(5))
+    with pytest.raises(InvalidInputError, match=r"table 'cat_0' \(#0\): offsets must be contiguous"):
+        SparseBatch([np.array([1, 2])], [np.array([0, 9, 1, 9, 2])[::2]]).validate(tables(5))
 
 
 def test_range_and_order_scans_at_the_edges():
     from updlrm import _embedding_bag as kernel
+    from updlrm.sparse import _INDEX_DTYPES
 
-    assert kernel.first_out_of_range(np.array([], np.int32), 3) == -1
+    def check(indices, rows, offsets=None):
+        """check_bags on one table whose bags are one lookup each unless offsets say otherwise."""
+        if offsets is None:
+            offsets = np.arange(indices.size + 1, dtype=indices.dtype)
+        return kernel.check_bags((indices,), (offsets,), (None,), ((rows, False),),
+                                 offsets.size - 1, _INDEX_DTYPES)
+
+    assert check(np.array([], np.int32), 3) is None
     # int32 indices against a table with more than 2^31 rows: only negatives are out of range.
-    assert kernel.first_out_of_range(np.array([2**31 - 1, 0], np.int32), 2**40) == -1
-    assert kernel.first_out_of_range(np.array([5, -1], np.int32), 2**40) == 1
+    assert check(np.array([2**31 - 1, 0], np.int32), 2**40) is None
+    assert check(np.array([5, -1], np.int32), 2**40) == (0, "index_range", 1)
     big = np.zeros(5000, np.int64)
     big[4321] = 2**33
-    assert kernel.first_out_of_range(big, 2**33) == 4321
-    assert kernel.first_out_of_range(big, 2**33 + 1) == -1
-    assert kernel.first_decrease(np.array([0], np.int64)) == -1
+    assert check(big, 2**33) == (0, "index_range", 4321)
+    assert check(big, 2**33 + 1) is None
     steps = np.arange(3000, dtype=np.int32)
     steps[2500] = 0
-    assert kernel.first_decrease(steps) == 2499
+    assert check(np.zeros(2999, np.int32), 1, steps) == (0, "offset_decrease", 2499)
+    steps[2500] = 3000  # a jump past the end is reported as such, not as the decrease after it
+    assert check(np.zeros(2999, np.int32), 1, steps) == (0, "offset_beyond", 2500)
