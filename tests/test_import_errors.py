@@ -191,6 +191,35 @@ def test_feeds_errors_name_the_input(dlrm_export):
         imported.batch_from_feeds({**feeds, "indices_0": feeds["indices_0"][None]})
 
 
+def test_stacked_feeds_take_the_whole_array_path_with_the_same_result(dlrm_export, monkeypatch):
+    """The reference layout (bag t reads row t of stacked indices and offsets) is taken in
+    whole-array steps; it gives the batch the bag-by-bag path gives, for int32 and int64 feeds,
+    extra rows, strided inputs and empty bags. Mixed dtypes go bag by bag."""
+    from updlrm.onnx_import import feeds as feeds_mod
+
+    _, path = dlrm_export("bag_stacked", "ts11", num_tables=3, rows=60)
+    imported = import_model(path)
+    whole_array = feeds_mod._stacked_batch
+    for dtype in (np.int32, np.int64):
+        _, feeds = sample_inputs("bag_stacked", 5, (0, 3), 3, 60, exporter="ts11", index_dtype=dtype)
+        for fed in (feeds,
+                    {**feeds, "indices": np.vstack([feeds["indices"], feeds["indices"][:1]])},
+                    {**feeds, "offsets": np.repeat(feeds["offsets"], 2, axis=1)[:, ::2]}):
+            fast = whole_array(imported.bags, fed)
+            assert fast is not None
+            monkeypatch.setattr(feeds_mod, "_stacked_batch", lambda *args: None)
+            slow = imported.batch_from_feeds(fed)
+            monkeypatch.undo()
+            for got, want in zip(fast.indices + fast.offsets, slow.indices + slow.offsets):
+                assert got.dtype == want.dtype == dtype
+                np.testing.assert_array_equal(got, want)
+            assert fast.weights == slow.weights == (None,) * 3
+            fast.validate(imported.tables)
+    mixed = {**feeds, "indices": feeds["indices"].astype(np.int32)}
+    assert whole_array(imported.bags, mixed) is None
+    imported.batch_from_feeds(mixed).validate(imported.tables)
+
+
 def test_stale_value_info_is_ignored(tmp_path):
     """A value_info contradicting the initializers (a tool resized a table) does not stop import."""
     nodes = [helper.make_node("Gather", ["T", "idx"], ["rows"]),

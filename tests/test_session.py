@@ -65,6 +65,23 @@ def test_dense_pre_overlapped_or_in_turn(exported, monkeypatch, overlap_from):
         assert (ran_on == [threading.get_ident()]) == (overlap_from > 0)
 
 
+@pytest.mark.parametrize("spin_below", [0, 10**12])
+def test_dense_post_spins_only_for_small_batches(exported, monkeypatch, spin_below):
+    """Batches the kernel pools on the calling thread alone get the dense_post whose workers
+    spin, larger ones the one whose workers sleep: the same scores either way."""
+    monkeypatch.setattr(updlrm.session, "SERIAL_BELOW_LOOKUPS", spin_below)
+    model, path = exported("bag_list", "ts11")
+    args, feeds = sample_inputs("bag_list", 12, (0, 6), NUM_TABLES, ROWS, exporter="ts11")
+    with updlrm.load(path) as sess:
+        used = []
+        for name in ("_post", "_post_spinning"):
+            runner = getattr(sess, name)
+            setattr(sess, name, lambda values, name=name, runner=runner: used.append(name) or runner(values))
+        (got,) = sess.run(None, feeds)
+        np.testing.assert_allclose(got, torch_out(model, args), atol=1e-5, rtol=0)
+        assert used == (["_post_spinning"] if spin_below else ["_post"])
+
+
 def test_run_int32_feeds_and_output_selection(exported):
     model, path = exported("bag_list", "ts11")
     args, feeds = sample_inputs("bag_list", 9, (0, 4), NUM_TABLES, ROWS, exporter="ts11",
