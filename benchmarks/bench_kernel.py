@@ -3,7 +3,7 @@
 All three read the same table buffer ([tables, rows, dim] float32, one anonymous mapping, huge
 pages or 4 KiB pages as --pages says) with the same indices, in one run:
 
-* updlrm: ``updlrm.embedding_bag.embedding_bags`` over all tables in one call (batches are
+* updlrm: ``PreparedTables.pool`` over all tables in one call, as the CPU backend pools (batches are
   validated before timing, as a Session does once at its boundary; the validation time per batch
   is reported in its own column);
 * torch: ``torch.nn.functional.embedding_bag(mode="sum")`` once per table, under
@@ -22,7 +22,8 @@ pages or 4 KiB pages as --pages says) with the same indices, in one run:
 
 Each timed run cycles through enough distinct batches (>= 2 M lookups) that no batch is still in
 cache when it comes back. The contenders take turns (one run each per round, in an order
-shuffled every round; first round a warm-up) and every cell is the median of --repeats rounds.
+shuffled every round; first round a warm-up). Rates are medians of --repeats rounds; the ratio
+columns are medians of the per-round ratios (each round's contenders see the same memory phase).
 Before each point the script waits (up to 30 s) for other processes to use < 0.3 cores; a point
 during which they used more than 0.25 cores is re-measured up to --retries times, the quietest
 try is kept, and its foreign load is printed (flagged "*" if still above 0.25).
@@ -43,12 +44,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from math import nan
 from pathlib import Path
 
 import numpy as np
 
 from updlrm import _embedding_bag as kernel
-from updlrm.embedding_bag import embedding_bags
+from updlrm.embedding_bag import PreparedTables
 from updlrm.hugepages import residency
 from updlrm.sparse import SparseBatch
 from updlrm.tables import EmbeddingTable
@@ -202,14 +204,15 @@ def make_batches(rng, n_tables, rows, batch_size, pooling, min_lookups):
     return batches, total
 
 
-def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
-    """Median lookups/s per contender; the contenders take turns, one run each, so that load
-    from other processes hits them alike. The first round is a warm-up. Each run starts
-    CONTENDER_GAP_S after the previous one, so that its OpenMP threads (torch, the gather loop)
-    have stopped spin-waiting and do not take the next contender's cores. The order is shuffled
-    every round (seeded), so no contender always runs right after the same other one: that
-    mattered (in-process A/B of one kernel against itself, the copy that ran right after torch
-    was slower in 5 of 6 rounds, by up to 13%)."""
+def interleaved_times(runs: dict, repeats: int) -> dict:
+    """Seconds per run, per contender, one entry per round; the contenders take turns, one run
+    each, so that load from other processes and this VM's slow and fast memory phases hit them
+    alike. The first round is a warm-up. Each run starts CONTENDER_GAP_S after the previous one,
+    so that its OpenMP threads (torch, the gather loop) have stopped spin-waiting and do not take
+    the next contender's cores. The order is shuffled every round (seeded), so no contender
+    always runs right after the same other one: that mattered (in-process A/B of one kernel
+    against itself, the copy that ran right after torch was slower in 5 of 6 rounds, by up to
+    13%)."""
     times = {name: [] for name in runs}
     order = list(runs)
     shuffle = random.Random(0).shuffle
@@ -222,7 +225,14 @@ def interleaved_rates(runs: dict, lookups: int, repeats: int) -> dict:
             fn()
             if round_:
                 times[name].append(time.perf_counter() - start)
-    return {name: lookups / statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def paired_speedup(times: dict, name: str, baseline: str) -> float:
+    """Median over rounds of baseline's time / name's time in the same round: steadier than a
+    ratio of medians when the memory speed changes between rounds (run to run, the ratio of
+    medians at B=1024, pooling 20-80 ranged 0.76-1.24 on this VM)."""
+    return statistics.median(b / t for t, b in zip(times[name], times[baseline]))
 
 
 def small_batch_overhead(args, torch) -> None:
@@ -232,6 +242,7 @@ def small_batch_overhead(args, torch) -> None:
 
     rng = np.random.default_rng(args.seed)
     tables = [EmbeddingTable(f"t{t}", rng.random((1000, args.dim), dtype=np.float32)) for t in range(args.tables)]
+    prepared = PreparedTables(tables)
     torch_tables = [torch.from_numpy(t.weight) for t in tables] if torch else None
 
     def median_us(fn, n=300):
@@ -253,8 +264,8 @@ def small_batch_overhead(args, torch) -> None:
             off = [np.arange(0, batch_size * length, length) for _ in tables]
             batch = SparseBatch.from_jagged(idx, off)
             batch.validate(tables)
-            serial = median_us(lambda: embedding_bags(tables, batch, threads=1))
-            team = median_us(lambda: embedding_bags(tables, batch, threads=args.threads))
+            serial = median_us(lambda: prepared.pool(batch, threads=1))
+            team = median_us(lambda: prepared.pool(batch, threads=args.threads))
             torch_us = float("nan")
             if torch:
                 t_idx = [torch.from_numpy(i) for i in idx]
@@ -271,7 +282,7 @@ def small_batch_overhead(args, torch) -> None:
         eb.SERIAL_BELOW_LOOKUPS = saved
 
 
-def call_latency(args, tables) -> None:
+def call_latency(args, prepared: PreparedTables) -> None:
     """Per-call time (median, p90, p99) of single batches, 1 thread vs --threads, interleaved.
 
     Shows the tail that a descheduled worker adds when other processes share the cores (run it
@@ -288,7 +299,7 @@ def call_latency(args, tables) -> None:
             batches, lookups = make_batches(rng, args.tables, args.rows, batch_size, pooling, 0)
             sparse = [SparseBatch.from_jagged(idx, off) for idx, off in batches]
             for s in sparse:
-                s.validate(tables)
+                s.validate(prepared.tables)
             times = {1: [], args.threads: []}
             load = ForeignLoad()
             load.start()
@@ -296,7 +307,7 @@ def call_latency(args, tables) -> None:
                 for threads in times:
                     s = sparse[call % len(sparse)]
                     start = time.perf_counter()
-                    embedding_bags(tables, s, threads=threads)
+                    prepared.pool(s, threads=threads)
                     if call >= 10:  # warm-up calls
                         times[threads].append((time.perf_counter() - start) * 1e3)
             foreign = load.stop()
@@ -352,8 +363,9 @@ def main() -> None:
         data = allocate_tables(args.tables, args.rows, args.dim, args.pages, args.seed, Path(tmp))
         fill_s = time.perf_counter() - start
         tables = [EmbeddingTable(f"t{t}", data[t]) for t in range(args.tables)]
+        prepared = PreparedTables(tables)
         if args.latency:
-            call_latency(args, tables)
+            call_latency(args, prepared)
             return
         flat_rows = data.reshape(-1, args.dim)
         gather = build_gather(Path(tmp))
@@ -385,7 +397,7 @@ def main() -> None:
                 validate_ms = (time.perf_counter() - start) / len(sparse) * 1e3
 
                 # Check table 0 against NumPy before timing (bags here are never empty).
-                got = embedding_bags(tables, sparse[0], threads=args.threads)
+                got = prepared.pool(sparse[0], threads=args.threads)
                 idx0, off0 = batches[0]
                 want0 = np.add.reduceat(data[0][idx0[0]], off0[0], axis=0)
                 np.testing.assert_allclose(got[0], want0, rtol=1e-4, atol=1e-4)
@@ -396,7 +408,7 @@ def main() -> None:
 
                 def run_updlrm():
                     for s in sparse:
-                        embedding_bags(tables, s, threads=args.threads)
+                        prepared.pool(s, threads=args.threads)
 
                 def run_torch():
                     with torch.inference_mode():
@@ -431,22 +443,24 @@ def main() -> None:
                     wait_for_quiet()
                     load = ForeignLoad()
                     load.start()
-                    rates = interleaved_rates(runs, lookups, args.repeats)
+                    times = interleaved_times(runs, args.repeats)
                     foreign = load.stop()
                     if best is None or foreign < best[1]:
-                        best = (rates, foreign)
+                        best = (times, foreign)
                     if foreign < NOISY_CORES:
                         break
-                rates, foreign = best
-                r_updlrm, r_torch = rates["updlrm"], rates.get("torch", float("nan"))
-                r_kept = rates.get("torch_kept", float("nan"))
-                r_limit = max(rates[f"gather{pf}"] for pf in GATHER_PREFETCH)
-                lookups_per_batch = lookups // len(batches)
+                times, foreign = best
+                rates = {name: lookups / statistics.median(ts) for name, ts in times.items()}
+                limit = max(GATHER_PREFETCH, key=lambda pf: rates[f"gather{pf}"])
+                cells = [rates["updlrm"], rates.get("torch", nan), rates.get("torch_kept", nan),
+                         rates[f"gather{limit}"]]
+                ratios = [paired_speedup(times, "updlrm", other) if other in times else nan
+                          for other in ("torch", "torch_kept", f"gather{limit}")]
                 flag = "*" if foreign >= NOISY_CORES else ""
-                print(f"| {batch_size} | {pooling} | {lookups_per_batch} | {r_updlrm / 1e6:.1f} | "
-                      f"{r_torch / 1e6:.1f} | {r_kept / 1e6:.1f} | {r_limit / 1e6:.1f} | "
-                      f"{r_updlrm / r_torch:.2f} | {r_updlrm / r_kept:.2f} | {r_updlrm / r_limit:.2f} | "
-                      f"{validate_ms:.3f} | {foreign:.2f}{flag} |", flush=True)
+                print(f"| {batch_size} | {pooling} | {lookups // len(batches)} | "
+                      + " | ".join(f"{r / 1e6:.1f}" for r in cells) + " | "
+                      + " | ".join(f"{r:.2f}" for r in ratios)
+                      + f" | {validate_ms:.3f} | {foreign:.2f}{flag} |", flush=True)
         where = residency(data)
         print(f"# after the run: {where.resident_bytes / 2**30:.2f} GiB of the tables resident, "
               f"{where.huge_bytes / 2**30:.2f} GiB of it on huge pages (file-backed: {where.file_backed})")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backend import BackendStats
-from .embedding_bag import default_threads, embedding_bags
+from .embedding_bag import PreparedTables, default_threads
 from .errors import UpdlrmError
 from .hugepages import HugePagesPolicy, place_table
 from .sparse import SparseBatch
@@ -31,7 +31,7 @@ class CpuBackend:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = default_threads() if threads is None else int(threads)
         self.hugepages = hugepages
-        self._tables: list[EmbeddingTable] | None = None
+        self._prepared: PreparedTables | None = None
         self._stats = BackendStats(backend=self.name)
 
     def load(self, tables: Sequence[EmbeddingTable], *, profile: Any | None = None) -> None:
@@ -44,7 +44,7 @@ class CpuBackend:
         for table in tables:
             weight = place_table(table.weight, self.hugepages)
             placed.append(table if weight is table.weight else dataclasses.replace(table, weight=weight))
-        self._tables = placed
+        self._prepared = PreparedTables(placed)
         self._stats = BackendStats(
             backend=self.name,
             measured_s={"load": time.perf_counter() - start, "lookup": 0.0},
@@ -57,22 +57,25 @@ class CpuBackend:
     @property
     def tables(self) -> list[EmbeddingTable]:
         """The tables as loaded (huge-page copies where the policy made them)."""
-        if self._tables is None:
-            raise UpdlrmError("CpuBackend: load() the tables before using them")
-        return self._tables
+        return self._loaded().tables
 
     def lookup(self, batch: SparseBatch) -> list[np.ndarray]:
         """Pool every table's bags: one float32 ``[B, dim_t]`` array per table.
 
         A batch not yet validated against these tables is validated first.
         """
-        tables = self.tables
+        prepared = self._loaded()
         start = time.perf_counter()
-        out = embedding_bags(tables, batch, threads=self.threads)
+        out = prepared.pool(batch, threads=self.threads)
         self._stats.measured_s["lookup"] += time.perf_counter() - start
         self._stats.batches += 1
         self._stats.lookups += batch.num_lookups
         return out
+
+    def _loaded(self) -> PreparedTables:
+        if self._prepared is None:
+            raise UpdlrmError("CpuBackend: load() the tables before using them")
+        return self._prepared
 
     def stats(self) -> BackendStats:
         """Measured seconds (``load``, ``lookup``), batches and lookups since :meth:`load`."""

@@ -51,9 +51,10 @@ def _dense_options(threads: int | None, spin: bool) -> ort.SessionOptions:
     Spinning workers steal the cores the embedding kernel runs on (and dense_pre overlaps the
     lookups), so by default they sleep. Batches small enough for the kernel to pool them on
     the calling thread alone (``SERIAL_BELOW_LOOKUPS``) leave the other core free, and there
-    waking sleeping workers is most of dense_post's time: measured on the reference-MLP model
-    (8 x 2 M x 64, 2 vCPUs), Session.run at B = 1 took 0.09 ms with a spinning dense_post
-    against 0.14 ms, at B = 64, pooling 1, 0.33 against 0.46 ms; at B = 4096 it cost 22%.
+    waking sleeping workers is most of dense_post's time. Measured on the reference-MLP model
+    (8 x 2 M x 64, 2 vCPUs, interleaved A/B): Session.run at B = 1 took 0.092 ms with a
+    spinning dense_post against 0.111 ms, at B = 64, pooling 1, 0.32 against 0.37 ms; with
+    every batch spinning, B = 4096 (pooling 1) took 21.0 against 17.2 ms.
     """
     options = ort.SessionOptions()
     if threads is not None:
@@ -146,7 +147,8 @@ class Session:
             if unknown:
                 raise InvalidInputError(f"unknown input(s) {unknown}; the model takes "
                                         f"{sorted(self._input_names)}")
-            raise InvalidInputError(f"missing input(s) {[i.name for i in self.model.inputs if i.name not in feeds]}")
+            missing = [i.name for i in self.model.inputs if i.name not in feeds]
+            raise InvalidInputError(f"missing input(s) {missing}")
         batch = self.model.batch_from_feeds(feeds) if self.tables else None
         dense = {i.name: np.asarray(feeds[i.name]) for i in self._dense_inputs}
         return self._forward(dense, batch, output_names, extra=feeds)

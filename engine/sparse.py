@@ -33,7 +33,7 @@ def _as_index_array(values: Any, table: int, what: str) -> np.ndarray:
     """1-D int32/int64 view (or lossless widening copy) of ``values``."""
     if type(values) is np.ndarray and values.dtype in _INDEX_DTYPES and values.ndim == 1 \
             and values.flags.c_contiguous:
-        return values  # already canonical (the common case; this saves ~1 us a table at B = 1)
+        return values  # already canonical: the common case, without a NumPy call
     arr = np.asarray(values)
     if arr.size == 0 and not isinstance(values, np.ndarray):
         arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty list means "no ids"
@@ -229,7 +229,7 @@ class SparseBatch:
         """
         if len(tables) != self.num_tables:
             raise InvalidInputError(f"batch has bags for {self.num_tables} tables, the model has {len(tables)}")
-        token = _tables_token(tables)
+        token = tables_token(tables)
         found = _kernel.check_bags(self.indices, self.offsets, self.weights, token, self.batch_size,
                                    _INDEX_DTYPES)
         if found is not None:
@@ -239,12 +239,20 @@ class SparseBatch:
 
     def is_validated_for(self, tables: Sequence["EmbeddingTable"]) -> bool:
         """Whether :meth:`validate` already passed for exactly these tables."""
-        return self._validated_for is not None and self._validated_for == _tables_token(tables)
+        return self._validated_for is not None and self._validated_for == tables_token(tables)
+
+    @property
+    def validated_token(self) -> tuple | None:
+        """The :func:`tables_token` of the tables :meth:`validate` last passed for, or None."""
+        return self._validated_for
 
 
-def _tables_token(tables: Sequence["EmbeddingTable"]) -> tuple:
-    # Validation depends only on these, so a backend's relocated copy of a table (same rows,
-    # new memory) does not force a second validation.
+def tables_token(tables: Sequence["EmbeddingTable"]) -> tuple:
+    """What validating a batch depends on, per table: ``(rows, weighted)``.
+
+    Equal tokens mean a batch valid for one set of tables is valid for the other, so a
+    backend's relocated copy of a table (same rows, new memory) needs no second validation.
+    """
     return tuple((t.rows, t.weighted) for t in tables)
 
 
@@ -256,7 +264,7 @@ def _explain(problem: str, pos: int, table: "EmbeddingTable", t: int, batch: Spa
         what, arr = ("indices", indices) if problem == "indices_type" else ("offsets", offsets)
         return f"{where}: {what} must be a 1-D int32 or int64 array, got {_describe(arr)}"
     if problem in ("indices_layout", "offsets_layout"):
-        return f"{where}: {problem.split('_')[0]} must be contiguous"
+        return f"{where}: {'indices' if problem == 'indices_layout' else 'offsets'} must be contiguous"
     if problem == "dtype_mismatch":
         return f"{where}: offsets dtype {offsets.dtype} differs from indices dtype {indices.dtype}"
     if problem == "no_offsets":
