@@ -182,6 +182,27 @@ def test_outputs_come_back_only_once_every_view_is_dropped():
         np.testing.assert_allclose(g, e, **TOL)
 
 
+def test_prepared_tables_validate_a_batch_once_and_pool_every_table(monkeypatch):
+    """PreparedTables (what the CPU backend keeps) validates a batch only when it was not yet
+    validated for tables like these, and pools into equal-width outputs that do not overlap."""
+    rng = np.random.default_rng(8)
+    tables = make_tables(rng, [16, 16, 16])
+    prepared = eb.PreparedTables(tables)
+    validated = []
+    validate = SparseBatch.validate
+    monkeypatch.setattr(SparseBatch, "validate", lambda self, tabs: validated.append(self) or validate(self, tabs))
+    batch = make_batch(rng, tables, 9)
+    for _ in range(2):
+        got = prepared.pool(batch)
+        assert not np.shares_memory(got[0], got[1]) and not np.shares_memory(got[1], got[2])
+        for g, e in zip(got, expected(tables, batch)):
+            np.testing.assert_allclose(g, e, **TOL)
+    assert validated == [batch]
+    small = eb.PreparedTables([EmbeddingTable(t.name, t.weight[:3], t.pooling, t.weighted) for t in tables])
+    with pytest.raises(InvalidInputError, match="out of range"):
+        small.pool(batch)  # validated for other row counts: checked again
+
+
 def test_one_table_large_batch_is_split_across_threads(monkeypatch):
     monkeypatch.setattr(eb, "SERIAL_BELOW_LOOKUPS", 0)
     rng = np.random.default_rng(5)
