@@ -8,13 +8,16 @@ offsets/indices; the faster of torch's two exports under onnxruntime, reference/
 §6) into ``--workdir`` (kept between runs), then, in this one process, times the whole model side
 by side at B = 1, 64, 1024, 4096 and pooling 1 and 20-80: updlrm (``Session.run`` with the
 model's own feeds), PyTorch eager (``torch.set_num_threads(--threads)``) and onnxruntime on the
-same file (``intra_op_num_threads=--threads``). Every figure is a measured median of
-``--repeats`` runs after 2 warm-ups. Also reports updlrm's load time and resident memory.
+same file (``intra_op_num_threads=--threads``). The three take turns, round by round (order
+shuffled, first round a warm-up; each turn max(1, 256 // B) calls); times are medians of
+``--repeats`` rounds, and the speedups medians of the per-round ratios, so a slow memory phase of
+this VM hits all three alike. Also reports updlrm's load time and resident memory.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import statistics
 import sys
@@ -36,15 +39,34 @@ def rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
 
 
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+CONTENDER_GAP_S = 0.05
+
+
+def interleaved_ms(runs: dict, repeats: int, calls: int) -> dict:
+    """Milliseconds per call, per contender, one entry per round. The contenders take turns
+    (``calls`` calls each, order shuffled every round, seeded), so that this VM's slow and fast
+    memory phases and other processes' load hit them alike; the first round is a warm-up. Each
+    turn starts CONTENDER_GAP_S after the previous one: torch's OpenMP threads and onnxruntime's
+    workers spin-wait after a call and would take the next contender's cores (without the gap,
+    updlrm measured up to 3x slower at B = 64 right after them)."""
+    times = {name: [] for name in runs}
+    order = list(runs)
+    shuffle = random.Random(0).shuffle
+    for round_ in range(repeats + 1):
+        shuffle(order)
+        for name in order:
+            time.sleep(CONTENDER_GAP_S)
+            start = time.perf_counter()
+            for _ in range(calls):
+                runs[name]()
+            if round_:
+                times[name].append((time.perf_counter() - start) / calls * 1e3)
+    return times
+
+
+def paired_speedup(times: dict, name: str, baseline: str) -> float:
+    """Median over rounds of baseline's time / name's time in the same round."""
+    return statistics.median(b / t for t, b in zip(times[name], times[baseline]))
 
 
 def make_inputs(batch: int, pooling, tables: int, rows: int, rng: np.random.Generator):
@@ -120,11 +142,15 @@ def main() -> None:
                 with torch.inference_mode():
                     model(*targs)
 
-            t_up = median_ms(lambda: sess.run(None, feeds), args.repeats)
-            t_pt = median_ms(run_torch, args.repeats)
-            t_ort = (median_ms(lambda: ort_sess.run(None, feeds), args.repeats)
-                     if batch <= args.skip_ort_above else float("nan"))
-            rows.append((pooling, batch, t_up, t_pt, t_ort, diff))
+            runs = {"updlrm": lambda: sess.run(None, feeds), "torch": run_torch}
+            if batch <= args.skip_ort_above:
+                runs["ort"] = lambda: ort_sess.run(None, feeds)
+            times = interleaved_ms(runs, args.repeats, calls=max(1, 256 // batch))
+            t_up, t_pt, t_ort = (statistics.median(times[k]) if k in times else float("nan")
+                                 for k in ("updlrm", "torch", "ort"))
+            vs_pt = paired_speedup(times, "updlrm", "torch")
+            vs_ort = paired_speedup(times, "updlrm", "ort") if "ort" in times else float("nan")
+            rows.append((pooling, batch, t_up, t_pt, t_ort, vs_pt, vs_ort, diff))
             print(f"P={pooling} B={batch}: updlrm {t_up:.2f} ms, torch {t_pt:.2f} ms, ort {t_ort:.2f} ms, "
                   f"max|diff| {diff:.1e}", flush=True)
 
@@ -135,10 +161,10 @@ def main() -> None:
           f"peak {peak:.2f} GB (includes the torch model's own {table_gb:.2f} GB)")
     print(f"| pooling | B | updlrm ms | torch ms | ort ms | vs torch | vs ort | max abs diff |")
     print(f"|---|---|---|---|---|---|---|---|")
-    for pooling, batch, t_up, t_pt, t_ort, diff in rows:
+    for pooling, batch, t_up, t_pt, t_ort, vs_pt, vs_ort, diff in rows:
         pool = "1" if pooling == (1, 1) else f"{pooling[0]}-{pooling[1]}"
-        print(f"| {pool} | {batch} | {t_up:.2f} | {t_pt:.2f} | {t_ort:.2f} | {t_pt / t_up:.2f}x | "
-              f"{t_ort / t_up:.1f}x | {diff:.1e} |")
+        print(f"| {pool} | {batch} | {t_up:.2f} | {t_pt:.2f} | {t_ort:.2f} | {vs_pt:.2f}x | "
+              f"{vs_ort:.1f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":
