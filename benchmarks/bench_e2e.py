@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import statistics
 import sys
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from criteo_dlrm import CriteoDLRM  # noqa: E402  (the example's reference-shaped DLRM)
+from interleave import interleaved_times, paired_speedup  # noqa: E402
 
 import updlrm  # noqa: E402
 
@@ -37,36 +37,6 @@ import updlrm  # noqa: E402
 def rss_gb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
-
-
-CONTENDER_GAP_S = 0.05
-
-
-def interleaved_ms(runs: dict, repeats: int, calls: int) -> dict:
-    """Milliseconds per call, per contender, one entry per round. The contenders take turns
-    (``calls`` calls each, order shuffled every round, seeded), so that this VM's slow and fast
-    memory phases and other processes' load hit them alike; the first round is a warm-up. Each
-    turn starts CONTENDER_GAP_S after the previous one: torch's OpenMP threads and onnxruntime's
-    workers spin-wait after a call and would take the next contender's cores (without the gap,
-    updlrm measured up to 3x slower at B = 64 right after them)."""
-    times = {name: [] for name in runs}
-    order = list(runs)
-    shuffle = random.Random(0).shuffle
-    for round_ in range(repeats + 1):
-        shuffle(order)
-        for name in order:
-            time.sleep(CONTENDER_GAP_S)
-            start = time.perf_counter()
-            for _ in range(calls):
-                runs[name]()
-            if round_:
-                times[name].append((time.perf_counter() - start) / calls * 1e3)
-    return times
-
-
-def paired_speedup(times: dict, name: str, baseline: str) -> float:
-    """Median over rounds of baseline's time / name's time in the same round."""
-    return statistics.median(b / t for t, b in zip(times[name], times[baseline]))
 
 
 def make_inputs(batch: int, pooling, tables: int, rows: int, rng: np.random.Generator):
@@ -145,8 +115,8 @@ def main() -> None:
             runs = {"updlrm": lambda: sess.run(None, feeds), "torch": run_torch}
             if batch <= args.skip_ort_above:
                 runs["ort"] = lambda: ort_sess.run(None, feeds)
-            times = interleaved_ms(runs, args.repeats, calls=max(1, 256 // batch))
-            t_up, t_pt, t_ort = (statistics.median(times[k]) if k in times else float("nan")
+            times = interleaved_times(runs, args.repeats, calls=max(1, 256 // batch))
+            t_up, t_pt, t_ort = (statistics.median(times[k]) * 1e3 if k in times else float("nan")
                                  for k in ("updlrm", "torch", "ort"))
             vs_pt = paired_speedup(times, "updlrm", "torch")
             vs_ort = paired_speedup(times, "updlrm", "ort") if "ort" in times else float("nan")

@@ -37,7 +37,6 @@ import argparse
 import ctypes
 import mmap
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from interleave import interleaved_times, paired_speedup
 from updlrm import _embedding_bag as kernel
 from updlrm.embedding_bag import PreparedTables
 from updlrm.hugepages import residency
@@ -145,8 +145,6 @@ def allocate_tables(n_tables: int, rows: int, dim: int, pages: str, seed: int, w
 
 
 GATHER_PREFETCH = (16, 32, 48, 64)  # the gather limit is the best of these prefetch distances
-#: libgomp threads spin ~300k iterations (milliseconds) after a parallel region before sleeping.
-CONTENDER_GAP_S = 0.05
 NOISY_CORES = 0.25  # foreign load above which a point is retried and, if it stays, flagged "*"
 
 
@@ -202,37 +200,6 @@ def make_batches(rng, n_tables, rows, batch_size, pooling, min_lookups):
         batches.append((idx, off))
         total += int(lengths.sum())
     return batches, total
-
-
-def interleaved_times(runs: dict, repeats: int) -> dict:
-    """Seconds per run, per contender, one entry per round; the contenders take turns, one run
-    each, so that load from other processes and this VM's slow and fast memory phases hit them
-    alike. The first round is a warm-up. Each run starts CONTENDER_GAP_S after the previous one,
-    so that its OpenMP threads (torch, the gather loop) have stopped spin-waiting and do not take
-    the next contender's cores. The order is shuffled every round (seeded), so no contender
-    always runs right after the same other one: that mattered (in-process A/B of one kernel
-    against itself, the copy that ran right after torch was slower in 5 of 6 rounds, by up to
-    13%)."""
-    times = {name: [] for name in runs}
-    order = list(runs)
-    shuffle = random.Random(0).shuffle
-    for round_ in range(repeats + 1):
-        shuffle(order)
-        for name in order:
-            fn = runs[name]
-            time.sleep(CONTENDER_GAP_S)
-            start = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
-def paired_speedup(times: dict, name: str, baseline: str) -> float:
-    """Median over rounds of baseline's time / name's time in the same round: steadier than a
-    ratio of medians when the memory speed changes between rounds (run to run, the ratio of
-    medians at B=1024, pooling 20-80 ranged 0.76-1.24 on this VM)."""
-    return statistics.median(b / t for t, b in zip(times[name], times[baseline]))
 
 
 def small_batch_overhead(args, torch) -> None:

@@ -11,7 +11,7 @@ arrays, ...) raises :class:`~updlrm.errors.InvalidInputError` naming the table.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -256,45 +256,49 @@ def tables_token(tables: Sequence["EmbeddingTable"]) -> tuple:
     return tuple((t.rows, t.weighted) for t in tables)
 
 
+class _Found(NamedTuple):
+    """A problem's table: its arrays in the batch, the offending position, what it must match."""
+
+    indices: Any
+    offsets: Any
+    weights: Any
+    pos: int
+    batch_size: int
+    rows: int
+
+
+#: What each problem ``_kernel.check_bags`` reports means, worded from the table's arrays.
+_PROBLEM_TEXT: dict[str, Callable[[_Found], str]] = {
+    "indices_type": lambda f: f"indices must be a 1-D int32 or int64 array, got {_describe(f.indices)}",
+    "indices_layout": lambda f: "indices must be contiguous",
+    "offsets_type": lambda f: f"offsets must be a 1-D int32 or int64 array, got {_describe(f.offsets)}",
+    "offsets_layout": lambda f: "offsets must be contiguous",
+    "dtype_mismatch": lambda f: f"offsets dtype {f.offsets.dtype} differs from indices dtype {f.indices.dtype}",
+    "no_offsets": lambda f: "offsets are empty (need B + 1 entries)",
+    "batch_size": lambda f: (f"has {f.offsets.size - 1} bags, table #0 has {f.batch_size} (every table "
+                             "needs the same batch size)"),
+    "first_offset": lambda f: f"bag 0 starts at offset {int(f.offsets[0])} (offsets[0] must be 0)",
+    "offset_beyond": lambda f: (f"bag {f.pos} starts at offset {int(f.offsets[f.pos])} (position {f.pos}), "
+                                f"beyond len(indices) = {f.indices.size}"),
+    "offset_decrease": lambda f: (f"offsets decrease at position {f.pos + 1} ({int(f.offsets[f.pos])} -> "
+                                  f"{int(f.offsets[f.pos + 1])}), so bag {f.pos} would have negative length"),
+    "last_offset": lambda f: (f"last offset (position {f.offsets.size - 1}) is {int(f.offsets[-1])}, "
+                              f"must equal len(indices) = {f.indices.size}"),
+    "weights_missing": lambda f: "table is weighted but the batch has no per-sample weights for it",
+    "weights_type": lambda f: ("per-sample weights must be a contiguous 1-D float32 array, got "
+                               f"{_describe(f.weights)}"),
+    "weights_count": lambda f: f"{f.weights.size} per-sample weights for {f.indices.size} indices",
+    "weights_unexpected": lambda f: "table is not weighted but the batch carries per-sample weights for it",
+    "index_range": lambda f: (f"bag {int(np.searchsorted(f.offsets, f.pos, side='right')) - 1} has index "
+                              f"{int(f.indices[f.pos])} (position {f.pos} in indices), out of range "
+                              f"[0, {f.rows})"),
+}
+
+
 def _explain(problem: str, pos: int, table: "EmbeddingTable", t: int, batch: SparseBatch) -> str:
     """The message for a problem ``_kernel.check_bags`` found in table ``t`` of ``batch``."""
-    where = _where(t, table.name)
-    indices, offsets, weights = batch.indices[t], batch.offsets[t], batch.weights[t]
-    if problem in ("indices_type", "offsets_type"):
-        what, arr = ("indices", indices) if problem == "indices_type" else ("offsets", offsets)
-        return f"{where}: {what} must be a 1-D int32 or int64 array, got {_describe(arr)}"
-    if problem in ("indices_layout", "offsets_layout"):
-        return f"{where}: {'indices' if problem == 'indices_layout' else 'offsets'} must be contiguous"
-    if problem == "dtype_mismatch":
-        return f"{where}: offsets dtype {offsets.dtype} differs from indices dtype {indices.dtype}"
-    if problem == "no_offsets":
-        return f"{where}: offsets are empty (need B + 1 entries)"
-    if problem == "batch_size":
-        return (f"{where}: has {offsets.size - 1} bags, table #0 has {batch.batch_size} (every "
-                "table needs the same batch size)")
-    if problem == "first_offset":
-        return f"{where}: bag 0 starts at offset {int(offsets[0])} (offsets[0] must be 0)"
-    if problem == "offset_beyond":
-        return (f"{where}: bag {pos} starts at offset {int(offsets[pos])} (position {pos}), "
-                f"beyond len(indices) = {indices.size}")
-    if problem == "offset_decrease":
-        return (f"{where}: offsets decrease at position {pos + 1} ({int(offsets[pos])} -> "
-                f"{int(offsets[pos + 1])}), so bag {pos} would have negative length")
-    if problem == "last_offset":
-        return (f"{where}: last offset (position {offsets.size - 1}) is {int(offsets[-1])}, "
-                f"must equal len(indices) = {indices.size}")
-    if problem == "weights_missing":
-        return f"{where}: table is weighted but the batch has no per-sample weights for it"
-    if problem == "weights_type":
-        return f"{where}: per-sample weights must be a contiguous 1-D float32 array, got {_describe(weights)}"
-    if problem == "weights_count":
-        return f"{where}: {weights.size} per-sample weights for {indices.size} indices"
-    if problem == "weights_unexpected":
-        return f"{where}: table is not weighted but the batch carries per-sample weights for it"
-    assert problem == "index_range", problem
-    bag = int(np.searchsorted(offsets, pos, side="right")) - 1
-    return (f"{where}: bag {bag} has index {int(indices[pos])} (position {pos} in indices), "
-            f"out of range [0, {table.rows})")
+    found = _Found(batch.indices[t], batch.offsets[t], batch.weights[t], pos, batch.batch_size, table.rows)
+    return f"{_where(t, table.name)}: {_PROBLEM_TEXT[problem](found)}"
 
 
 def _describe(arr: Any) -> str:

@@ -208,6 +208,13 @@ def test_hand_built_batch_with_wrong_dtypes_or_shapes():
         SparseBatch([np.array([1, 2])], [np.array([0, 9, 1, 9, 2])[::2]]).validate(tables(5))
 
 
+def test_every_problem_the_check_reports_has_a_message():
+    from updlrm import _embedding_bag as kernel
+    from updlrm.sparse import _PROBLEM_TEXT
+
+    assert set(kernel.BAG_PROBLEMS) == set(_PROBLEM_TEXT)
+
+
 def test_range_and_order_scans_at_the_edges():
     from updlrm import _embedding_bag as kernel
     from updlrm.sparse import _INDEX_DTYPES
